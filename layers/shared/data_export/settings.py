@@ -1,0 +1,52 @@
+"""Settings, read from environment variables in this one place."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+MIB = 1024 * 1024
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return default if raw in (None, "") else int(raw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    jobs_table: str
+    org_data_table: str
+    api_keys_table: str
+    assets_bucket: str
+    exports_bucket: str
+    export_queue_url: str
+    download_url_ttl_seconds: int = 3600
+    job_retention_days: int = 7
+    # S3 requires >= 5 MiB for every part but the last; the uploader grows parts
+    # beyond this as the archive grows, to stay under the 10,000-part limit.
+    part_size_bytes: int = 8 * MIB
+    # A worker holds a job for at most this long before another delivery may take it over.
+    job_lease_seconds: int = 960
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        env = os.environ
+        return cls(
+            jobs_table=env["JOBS_TABLE_NAME"],
+            org_data_table=env["ORG_DATA_TABLE_NAME"],
+            api_keys_table=env["API_KEYS_TABLE_NAME"],
+            assets_bucket=env["ASSETS_BUCKET_NAME"],
+            exports_bucket=env["EXPORTS_BUCKET_NAME"],
+            export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
+            download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
+            job_retention_days=_int("JOB_RETENTION_DAYS", 7),
+            part_size_bytes=max(_int("EXPORT_PART_SIZE_BYTES", 8 * MIB), 5 * MIB),
+            job_lease_seconds=_int("JOB_LEASE_SECONDS", 960),
+        )
+
+
+@cache
+def get_settings() -> Settings:
+    return Settings.from_env()
