@@ -1,0 +1,29 @@
+"""SQS consumer: builds each requested export. Failed messages are reported individually (partial batch
+response) so that only they come back; a job's own failures end as a `failed` job, not as a retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from data_export import wiring
+from data_export.models import ExportRequestMessage
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def build_export(record: SQSRecord) -> None:
+    message = ExportRequestMessage.model_validate_json(record.body)
+    logger.append_keys(organization_id=message.organization_id, job_id=message.job_id)
+    job = wiring.export_builder().build(message.organization_id, message.job_id)
+    logger.info("Export build finished", extra={"status": job.status.value if job else "unknown-job"})
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=build_export, processor=processor, context=context)

@@ -1,0 +1,42 @@
+"""GET /dashboard/api/v1/data-export/{organization_id}/{job_id}: poll an export job."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from data_export import wiring
+from data_export.http import BASE_PATH, ERROR_RESPONSES, ID_DESCRIPTION, create_resolver, require_export_access
+from data_export.models import ExportJobResponse
+
+logger = Logger()
+app = create_resolver()
+
+
+@app.get(
+    f"{BASE_PATH}/<organization_id>/<job_id>",
+    summary="Poll an export job; once completed it carries a signed download URL",
+    responses={200: {"description": "The export job", "content": {"application/json": {"model": ExportJobResponse}}}, **ERROR_RESPONSES},
+    tags=["exports"],
+)
+def get_export(
+    organization_id: Annotated[str, Path(description=ID_DESCRIPTION)],
+    job_id: Annotated[str, Path(description=ID_DESCRIPTION)],
+) -> Response[ExportJobResponse]:
+    require_export_access(app, organization_id, job_id)
+    service = wiring.export_service()
+    job = service.get(organization_id, job_id)
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=service.describe(job).model_dump_json(),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

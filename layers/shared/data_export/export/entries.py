@@ -1,0 +1,62 @@
+"""One interface over the zip and tar.gz streaming writers, as the builder needs it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from data_export.archive import Writable
+from data_export.archive.tar import TarGzStreamWriter
+from data_export.archive.zip import ZipStreamWriter
+from data_export.models import ArchiveFormat
+from data_export.settings import MIB
+from data_export.storage.objects import Asset
+
+# Assets up to this size are read whole so that zip can store them with their CRC up front (plain STORED,
+# what every unzipper likes best); bigger ones stream through in one pass with constant memory.
+BUFFERED_ASSET_LIMIT = 16 * MIB
+
+
+class ArchiveEntries(Protocol):
+    def add_file(self, name: str, data: bytes) -> None: ...
+    def add_asset(self, name: str, asset: Asset) -> None: ...
+    def close(self) -> None: ...
+
+
+class ZipEntries:
+    def __init__(self, sink: Writable, mtime: datetime) -> None:
+        self._writer = ZipStreamWriter(sink)
+        self._mtime = mtime
+
+    def add_file(self, name: str, data: bytes) -> None:
+        self._writer.add_bytes(name, data, mtime=self._mtime)
+
+    def add_asset(self, name: str, asset: Asset) -> None:
+        if asset.size <= BUFFERED_ASSET_LIMIT:
+            self._writer.add_bytes(name, b"".join(asset.chunks), mtime=self._mtime, compress=False)
+        else:
+            self._writer.add_stream(name, asset.chunks, size_hint=asset.size, mtime=self._mtime)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class TarGzEntries:
+    def __init__(self, sink: Writable, mtime: datetime) -> None:
+        self._writer = TarGzStreamWriter(sink)
+        self._mtime = mtime
+
+    def add_file(self, name: str, data: bytes) -> None:
+        self._writer.add_bytes(name, data, mtime=self._mtime)
+
+    def add_asset(self, name: str, asset: Asset) -> None:
+        self._writer.add_stream(name, asset.chunks, size=asset.size, mtime=self._mtime)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def open_entries(archive_format: ArchiveFormat, sink: Writable, mtime: datetime) -> ArchiveEntries:
+    if archive_format is ArchiveFormat.ZIP:
+        return ZipEntries(sink, mtime)
+    return TarGzEntries(sink, mtime)

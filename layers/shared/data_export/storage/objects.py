@@ -1,0 +1,152 @@
+"""S3 access: reading assets, writing the archive as a multipart upload, presigning its download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from data_export.settings import MIB
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+READ_CHUNK = 1 * MIB
+MAX_PARTS = 10_000
+
+
+@dataclass(frozen=True)
+class Asset:
+    size: int
+    chunks: Iterator[bytes]
+
+
+class AssetStore:
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def open(self, key: str) -> Asset | None:
+        """Stream an asset; None when the object is missing."""
+        try:
+            response = self._client.get_object(Bucket=self._bucket, Key=key)
+        except self._client.exceptions.NoSuchKey:
+            return None
+        body = response["Body"]
+        return Asset(size=response["ContentLength"], chunks=body.iter_chunks(READ_CHUNK))
+
+
+def part_size_for(part_number: int, base: int) -> int:
+    """Grow parts as the archive grows: 1,000 parts at base, 1,000 at 2x base, ... so 10,000 parts of an
+    8 MiB base hold ~430 GiB without knowing the archive's size up front."""
+    return base * (1 + (part_number - 1) // 1000)
+
+
+class MultipartWriter:
+    """A write-only, never-seeking file-like sink that streams into an S3 multipart upload.
+
+    Memory stays bounded: one part being filled plus at most ``max_in_flight`` parts uploading."""
+
+    def __init__(
+        self, client: S3Client, bucket: str, key: str, upload_id: str, *, part_size: int, max_in_flight: int = 2
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self.upload_id = upload_id
+        self._base_part_size = part_size
+        self._buffer = bytearray()
+        self._parts: list[Future[dict[str, object]]] = []
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
+        self._max_in_flight = max_in_flight
+        self.bytes_written = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._buffer += data
+        self.bytes_written += len(data)
+        while len(self._buffer) >= self._next_part_size():
+            size = self._next_part_size()
+            part = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            self._upload(part)
+        return len(data)
+
+    def _next_part_size(self) -> int:
+        return part_size_for(len(self._parts) + 1, self._base_part_size)
+
+    def _upload(self, data: bytes) -> None:
+        number = len(self._parts) + 1
+        if number > MAX_PARTS:
+            raise ValueError("archive exceeds S3's 10,000-part limit")
+        # Back-pressure: wait for the oldest upload before queueing more than max_in_flight.
+        pending = [part for part in self._parts if not part.done()]
+        if len(pending) >= self._max_in_flight:
+            pending[0].result()
+        self._parts.append(self._pool.submit(self._upload_part, number, data))
+
+    def _upload_part(self, number: int, data: bytes) -> dict[str, object]:
+        response = self._client.upload_part(
+            Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": response["ETag"]}
+
+    def complete(self) -> int:
+        """Upload what is left as the last part, complete the upload and return the object's size."""
+        if self._buffer or not self._parts:
+            self._upload(bytes(self._buffer))
+            self._buffer.clear()
+        try:
+            parts = [future.result() for future in self._parts]
+        finally:
+            self._pool.shutdown(wait=True)
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
+        )
+        return self.bytes_written
+
+    def close_pool(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class ExportStore:
+    """The exports bucket: archives being built and built."""
+
+    def __init__(self, client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._bucket = bucket
+
+    def start_upload(self, key: str, content_type: str, *, part_size: int) -> MultipartWriter:
+        upload = self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)
+        return MultipartWriter(self._client, self._bucket, key, upload["UploadId"], part_size=part_size)
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        try:
+            self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+        except self._client.exceptions.NoSuchUpload:
+            pass  # already aborted or completed
+
+    def delete(self, key: str) -> None:
+        self._client.delete_object(Bucket=self._bucket, Key=key)
+
+    def presign_download(self, key: str, filename: str, expires_in: int) -> str:
+        return self._client.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self._bucket,
+                "Key": key,
+                "ResponseContentDisposition": content_disposition(filename),
+            },
+            ExpiresIn=expires_in,
+        )
+
+
+def content_disposition(filename: str) -> str:
+    """RFC 6266 attachment header; an exact UTF-8 name rides along only when the name is not plain ASCII."""
+    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
+    header = f'attachment; filename="{ascii_name}"'
+    return header if ascii_name == filename else f"{header}; filename*=UTF-8''{quote(filename)}"

@@ -1,0 +1,75 @@
+"""Read side of the platform's stores that an export needs: org records and API-key metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from data_export.auth import StoredApiKey
+from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, record_key
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class OrgDataRepository:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def iter_records(self, organization_id: str, section: str) -> Iterator[dict[str, Any]]:
+        """Every record of one section, in id order, a page at a time (constant memory)."""
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="organization_id = :org AND begins_with(record_key, :prefix)",
+            ExpressionAttributeValues={":org": {"S": organization_id}, ":prefix": {"S": f"{section}#"}},
+            ProjectionExpression="#record",
+            ExpressionAttributeNames={"#record": "record"},
+        ):
+            for item in page["Items"]:
+                yield json.loads(item["record"]["S"])
+
+    def get_record(self, organization_id: str, section: str, record_id: str) -> dict[str, Any] | None:
+        response = self._client.get_item(
+            TableName=self._table,
+            Key={"organization_id": {"S": organization_id}, "record_key": {"S": record_key(section, record_id)}},
+        )
+        item = response.get("Item")
+        return json.loads(item["record"]["S"]) if item else None
+
+    def member_role(self, organization_id: str, member_id: str) -> str | None:
+        member = self.get_record(organization_id, "members", member_id)
+        return None if member is None else str(member.get("role"))
+
+
+class ApiKeyRepository:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def get_by_hash(self, key_hash: str) -> StoredApiKey | None:
+        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        if not item:
+            return None
+        return StoredApiKey(
+            key_id=item["key_id"]["S"],
+            organization_id=item["organization_id"]["S"],
+            prefix=item["prefix"]["S"],
+            is_active=item.get("is_active", {"BOOL": True})["BOOL"],
+            member_id=item["member_id"]["S"] if "member_id" in item else None,
+            expires_at=item["expires_at"]["S"] if "expires_at" in item else None,
+        )
+
+    def iter_metadata(self, organization_id: str) -> Iterator[dict[str, Any]]:
+        """The organization's keys as metadata records: never the raw key, never its hash."""
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=API_KEYS_BY_ORGANIZATION_INDEX,
+            KeyConditionExpression="organization_id = :org",
+            ExpressionAttributeValues={":org": {"S": organization_id}},
+        ):
+            for item in page["Items"]:
+                yield json.loads(item["record"]["S"])

@@ -1,0 +1,83 @@
+"""Builds the domain services from boto3 clients, once per Lambda container.
+
+boto3 is imported here, lazily, so that a handler module imports fast and pays for boto3 only when it
+first serves a request. Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` (the local stack sets it)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from data_export.settings import get_settings
+
+if TYPE_CHECKING:
+    from data_export.export.builder import ExportBuilder
+    from data_export.export.service import ExportService
+    from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
+
+
+@cache
+def client(service: str) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # Standard retry mode: backoff with jitter on throttling and transient errors.
+    config = Config(retries={"mode": "standard", "max_attempts": 8}, max_pool_connections=16)
+    if service == "s3":
+        # Signature v4 (presigned URLs) with the regional endpoint.
+        config = config.merge(Config(signature_version="s3v4"))
+    return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+@cache
+def org_data() -> OrgDataRepository:
+    from data_export.storage.org_data import OrgDataRepository
+
+    return OrgDataRepository(client("dynamodb"), get_settings().org_data_table)
+
+
+@cache
+def api_keys() -> ApiKeyRepository:
+    from data_export.storage.org_data import ApiKeyRepository
+
+    return ApiKeyRepository(client("dynamodb"), get_settings().api_keys_table)
+
+
+@cache
+def export_service() -> ExportService:
+    from data_export.export.service import ExportService
+    from data_export.storage.jobs import JobRepository
+    from data_export.storage.objects import ExportStore
+    from data_export.storage.queue import ExportQueue
+
+    settings = get_settings()
+    return ExportService(
+        jobs=JobRepository(client("dynamodb"), settings.jobs_table),
+        org_data=org_data(),
+        queue=ExportQueue(client("sqs"), settings.export_queue_url),
+        exports=ExportStore(client("s3"), settings.exports_bucket),
+        settings=settings,
+    )
+
+
+@cache
+def export_builder() -> ExportBuilder:
+    from data_export.export.builder import ExportBuilder
+    from data_export.storage.jobs import JobRepository
+    from data_export.storage.objects import AssetStore, ExportStore
+
+    settings = get_settings()
+    return ExportBuilder(
+        jobs=JobRepository(client("dynamodb"), settings.jobs_table),
+        org_data=org_data(),
+        api_keys=api_keys(),
+        assets=AssetStore(client("s3"), settings.assets_bucket),
+        exports=ExportStore(client("s3"), settings.exports_bucket),
+        settings=settings,
+    )
+
+
+def reset() -> None:
+    """Forget clients and services (tests and the local stack use it when the environment changes)."""
+    for cached in (client, org_data, api_keys, export_service, export_builder, get_settings):
+        cached.cache_clear()
