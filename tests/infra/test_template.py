@@ -1,0 +1,565 @@
+"""template.yaml: the real linters accept it, and its structure keeps the contract the code relies on."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from data_export.settings import Settings
+from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, JOBS_BY_CREATED_AT_INDEX
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+LAYER_REQUIREMENTS = ROOT / "layers" / "shared" / "requirements.txt"
+
+FUNCTIONS = {
+    "StartExportFunction": "functions/start_export/",
+    "GetExportFunction": "functions/get_export/",
+    "ExportWorkerFunction": "functions/export_worker/",
+}
+API_ROUTES = {
+    ("StartExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "post"),
+    ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}", "get"),
+}
+ENVIRONMENT: dict[str, str | dict[str, str]] = {
+    "JOBS_TABLE_NAME": {"Ref": "JobsTable"},
+    "ORG_DATA_TABLE_NAME": {"Ref": "OrgDataTable"},
+    "API_KEYS_TABLE_NAME": {"Ref": "ApiKeysTable"},
+    "ASSETS_BUCKET_NAME": {"Ref": "AssetsBucket"},
+    "EXPORTS_BUCKET_NAME": {"Ref": "ExportsBucket"},
+    "EXPORT_QUEUE_URL": {"Ref": "ExportQueue"},
+    "DOWNLOAD_URL_TTL_SECONDS": {"Ref": "DownloadUrlTtlSeconds"},
+    "JOB_RETENTION_DAYS": {"Ref": "ExportRetentionDays"},
+    "POWERTOOLS_SERVICE_NAME": "data-export",
+    "POWERTOOLS_METRICS_NAMESPACE": "DataExport",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+}
+# Least privilege, spelled out: (action, logical id of the resource it is granted on[, object scope]).
+GRANTS: dict[str, set[tuple[str, ...]]] = {
+    "StartExportFunction": {
+        ("dynamodb:GetItem", "ApiKeysTable"),
+        ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:PutItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("sqs:SendMessage", "ExportQueue"),
+    },
+    "GetExportFunction": {
+        ("dynamodb:GetItem", "ApiKeysTable"),
+        ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("s3:GetObject", "ExportsBucket", "exports/*"),
+    },
+    "ExportWorkerFunction": {
+        ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:Query", "OrgDataTable"),
+        ("dynamodb:Query", "ApiKeysTable", f"index/{API_KEYS_BY_ORGANIZATION_INDEX}"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("s3:GetObject", "AssetsBucket", "*"),
+        ("s3:ListBucket", "AssetsBucket"),
+        ("s3:PutObject", "ExportsBucket", "exports/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+        ("s3:ListMultipartUploadParts", "ExportsBucket", "exports/*"),
+        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+    },
+}
+# What the local stack can resolve (see the template's header comment).
+RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub"}
+RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName"}
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """Reads CloudFormation's short tags (!Ref X, !GetAtt A.B, !Sub s, ...) as their long, JSON forms."""
+
+
+def _construct_intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if tag_suffix == "Ref":
+        return {"Ref": value}
+    if tag_suffix == "Condition":
+        return {"Condition": value}
+    if tag_suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{tag_suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _construct_intrinsic)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
+        document: dict[str, Any] = yaml.load(stream, Loader=CloudFormationLoader)
+    return document
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def resources(template: dict[str, Any]) -> dict[str, Any]:
+    found: dict[str, Any] = template["Resources"]
+    return found
+
+
+def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
+    """A function's properties with the template's Globals applied, as SAM does (the function wins)."""
+    return {**template["Globals"]["Function"], **template["Resources"][name]["Properties"]}
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def walk(node: Any) -> Iterator[Any]:
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from walk(child)
+
+
+def tool(name: str) -> str:
+    """A CLI from this interpreter's environment (the venv), else from PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (it is a dev dependency of the project)"
+    return found
+
+
+def sam_env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "SAM_CLI_TELEMETRY": "0", "AWS_DEFAULT_REGION": "us-east-1", **extra}
+
+
+# ---------------------------------------------------------------------------------------------- linters
+
+
+def test_cfn_lint_accepts_the_template() -> None:
+    result = subprocess.run(
+        [tool("cfn-lint"), str(TEMPLATE)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_accepts_the_template() -> None:
+    result = subprocess.run(
+        [tool("sam"), "validate", "--lint", "--template", str(TEMPLATE)],
+        cwd=ROOT,
+        env=sam_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------------------------- code
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_runs_python313_on_arm64_with_the_shared_layer(template: dict[str, Any], name: str) -> None:
+    assert template["Resources"][name]["Type"] == "AWS::Serverless::Function"
+    properties = function_properties(template, name)
+    assert properties["Runtime"] == "python3.13"
+    assert properties["Architectures"] == ["arm64"]
+    assert properties["Tracing"] == "Active"
+    assert properties["Layers"] == [{"Ref": "SharedLayer"}]
+    assert properties["CodeUri"] == FUNCTIONS[name]
+    assert properties["Handler"] == "app.lambda_handler"
+
+
+def test_shared_layer_is_built_for_python313_arm64(resources: dict[str, Any]) -> None:
+    layer = resources["SharedLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "layers/shared"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.13"]
+    assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
+    assert (ROOT / "layers" / "shared" / "data_export" / "__init__.py").is_file()
+
+
+def test_layer_requirements_are_pinned_and_meet_the_project_floors() -> None:
+    pins: dict[str, str] = {}
+    for raw in LAYER_REQUIREMENTS.read_text(encoding="utf-8").splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            match = re.fullmatch(r"([A-Za-z0-9_.-]+)(\[[a-z,]+\])?==([0-9][0-9A-Za-z.]*)", line)
+            assert match, f"not pinned with ==: {line!r}"
+            pins[match[1].lower()] = match[3]
+            if match[1] == "aws-lambda-powertools":
+                assert match[2] == "[tracer]", "the tracer extra brings the X-Ray SDK"
+    assert set(pins) == {"aws-lambda-powertools", "boto3", "isal", "pydantic", "shortuuid"}
+
+    def version(text: str) -> tuple[int, ...]:
+        return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for requirement in project["project"]["dependencies"]:
+        name, _, floor = requirement.partition(">=")
+        if name.lower() in pins:
+            assert version(pins[name.lower()]) >= version(floor), f"{name} pinned below the project's floor"
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def test_api_is_a_traced_rest_api_with_access_logs_throttling_and_no_gateway_auth(
+    resources: dict[str, Any],
+) -> None:
+    api = resources["ExportApi"]
+    assert api["Type"] == "AWS::Serverless::Api"
+    properties = api["Properties"]
+    assert properties["StageName"] == "live"
+    assert properties["TracingEnabled"] is True
+    assert "Auth" not in properties  # the functions check X-API-Key themselves
+    log_group = properties["AccessLogSetting"]["DestinationArn"]["Fn::GetAtt"]
+    assert log_group[1] == "Arn"
+    assert resources[log_group[0]]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[log_group[0]]["Properties"]["RetentionInDays"] > 0
+    defaults = [
+        setting
+        for setting in properties["MethodSettings"]
+        if (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+    ]
+    assert len(defaults) == 1
+    assert defaults[0]["ThrottlingRateLimit"] > 0
+    assert defaults[0]["ThrottlingBurstLimit"] > 0
+
+
+def test_api_routes_reach_their_functions(template: dict[str, Any]) -> None:
+    routes = set()
+    for name in FUNCTIONS:
+        for event in function_properties(template, name).get("Events", {}).values():
+            if event["Type"] == "Api":
+                assert event["Properties"]["RestApiId"] == {"Ref": "ExportApi"}
+                routes.add((name, event["Properties"]["Path"], event["Properties"]["Method"]))
+    assert routes == API_ROUTES
+
+
+# ------------------------------------------------------------------------------------- worker and queue
+
+
+def test_worker_takes_one_job_per_invocation_and_reports_item_failures(template: dict[str, Any]) -> None:
+    worker = function_properties(template, "ExportWorkerFunction")
+    assert worker["Timeout"] == 900
+    assert worker["MemorySize"] == 1769
+    events = list(worker["Events"].values())
+    assert len(events) == 1
+    assert events[0]["Type"] == "SQS"
+    sqs = events[0]["Properties"]
+    assert sqs["Queue"] == {"Fn::GetAtt": ["ExportQueue", "Arn"]}
+    assert sqs["BatchSize"] == 1
+    assert sqs["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+
+
+def test_queue_outlasts_the_worker_and_redrives_to_the_dead_letter_queue(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    queue = resources["ExportQueue"]["Properties"]
+    dead_letters = resources["ExportDeadLetterQueue"]["Properties"]
+    assert queue["VisibilityTimeout"] == 6 * function_properties(template, "ExportWorkerFunction")["Timeout"]
+    assert queue["RedrivePolicy"] == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ExportDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": 3,
+    }
+    assert dead_letters["MessageRetentionPeriod"] == 14 * 24 * 3600
+    assert dead_letters["MessageRetentionPeriod"] > queue.get("MessageRetentionPeriod", 4 * 24 * 3600)
+    assert queue["SqsManagedSseEnabled"] is True
+    assert dead_letters["SqsManagedSseEnabled"] is True
+
+
+def test_alarms_watch_the_dead_letter_queue_and_worker_errors(resources: dict[str, Any]) -> None:
+    watched = set()
+    for resource in resources.values():
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            alarm = resource["Properties"]
+            assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+            (dimension,) = alarm["Dimensions"]
+            watched.add((alarm["Namespace"], alarm["MetricName"], dimension["Name"], str(dimension["Value"])))
+    assert watched == {
+        (
+            "AWS/SQS",
+            "ApproximateNumberOfMessagesVisible",
+            "QueueName",
+            str({"Fn::GetAtt": ["ExportDeadLetterQueue", "QueueName"]}),
+        ),
+        ("AWS/Lambda", "Errors", "FunctionName", str({"Ref": "ExportWorkerFunction"})),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- storage
+
+
+TABLE_KEYS = {
+    "JobsTable": [("organization_id", "HASH"), ("job_id", "RANGE")],
+    "OrgDataTable": [("organization_id", "HASH"), ("record_key", "RANGE")],
+    "ApiKeysTable": [("key_hash", "HASH")],
+}
+
+
+def key_schema(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
+    return [(key["AttributeName"], key["KeyType"]) for key in schema]
+
+
+@pytest.mark.parametrize("name", sorted(TABLE_KEYS))
+def test_table_is_on_demand_encrypted_recoverable_and_keyed_as_the_code_expects(
+    resources: dict[str, Any], name: str
+) -> None:
+    table = resources[name]["Properties"]
+    assert resources[name]["Type"] == "AWS::DynamoDB::Table"
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["SSESpecification"]["SSEEnabled"] is True
+    assert table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+    assert key_schema(table["KeySchema"]) == TABLE_KEYS[name]
+    index_keys = [
+        key["AttributeName"]
+        for index in table.get("LocalSecondaryIndexes", []) + table.get("GlobalSecondaryIndexes", [])
+        for key in index["KeySchema"]
+    ]
+    # Every key attribute is a string, and every defined attribute is some key (CloudFormation insists).
+    attributes = {a["AttributeName"]: a["AttributeType"] for a in table["AttributeDefinitions"]}
+    assert set(attributes) == {key for key, _ in TABLE_KEYS[name]} | set(index_keys)
+    assert set(attributes.values()) == {"S"}
+
+
+def test_jobs_table_lists_by_creation_and_expires_jobs(resources: dict[str, Any]) -> None:
+    table = resources["JobsTable"]["Properties"]
+    (index,) = table["LocalSecondaryIndexes"]
+    assert index["IndexName"] == JOBS_BY_CREATED_AT_INDEX
+    assert key_schema(index["KeySchema"]) == [("organization_id", "HASH"), ("created_at", "RANGE")]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_ttl", "Enabled": True}
+
+
+def test_api_keys_table_lists_an_organizations_keys(resources: dict[str, Any]) -> None:
+    (index,) = resources["ApiKeysTable"]["Properties"]["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == API_KEYS_BY_ORGANIZATION_INDEX
+    assert key_schema(index["KeySchema"]) == [("organization_id", "HASH"), ("key_id", "RANGE")]
+    assert index["Projection"] == {"ProjectionType": "ALL"}
+
+
+@pytest.mark.parametrize("name", ["AssetsBucket", "ExportsBucket"])
+def test_bucket_is_private_encrypted_and_refuses_plain_http(resources: dict[str, Any], name: str) -> None:
+    bucket = resources[name]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert bucket["OwnershipControls"] == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in {"AES256", "aws:kms"}
+
+    policies = [
+        r["Properties"]["PolicyDocument"]
+        for r in resources.values()
+        if r["Type"] == "AWS::S3::BucketPolicy" and r["Properties"]["Bucket"] == {"Ref": name}
+    ]
+    assert len(policies) == 1
+    denials = [
+        statement
+        for statement in policies[0]["Statement"]
+        if statement["Effect"] == "Deny"
+        and statement["Principal"] == "*"
+        and statement["Action"] == "s3:*"
+        and statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    ]
+    assert len(denials) == 1
+    assert {grant_target(resource) for resource in denials[0]["Resource"]} == {(name,), (name, "*")}
+
+
+def test_exports_expire_and_abandoned_uploads_are_aborted(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    rules = resources["ExportsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert all(rule["Status"] == "Enabled" for rule in rules)
+    aborts = [rule for rule in rules if "AbortIncompleteMultipartUpload" in rule]
+    assert len(aborts) == 1
+    assert aborts[0]["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    assert "Prefix" not in aborts[0]  # every upload, wherever it is
+    expiries = [rule for rule in rules if "ExpirationInDays" in rule]
+    assert len(expiries) == 1
+    assert expiries[0]["Prefix"] == "exports/"
+    assert expiries[0]["ExpirationInDays"] == {"Ref": "ExportRetentionDays"}
+    assert template["Parameters"]["ExportRetentionDays"]["Default"] == 7
+
+
+# ------------------------------------------------------------------------------- environment, IAM, logs
+
+
+def test_every_function_gets_the_settings_environment(template: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        assert function_properties(template, name)["Environment"]["Variables"] == ENVIRONMENT
+    assert template["Parameters"]["DownloadUrlTtlSeconds"]["Default"] == 3600
+
+
+def test_the_environment_is_all_that_settings_need(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Settings.from_env reads nothing required that the template does not set (stand-ins for the refs)."""
+    parameters = template["Parameters"]
+    for name, value in ENVIRONMENT.items():
+        if isinstance(value, str):
+            monkeypatch.setenv(name, value)
+        else:
+            ref = value["Ref"]
+            monkeypatch.setenv(name, str(parameters[ref]["Default"]) if ref in parameters else ref)
+    settings = Settings.from_env()
+    assert (settings.jobs_table, settings.org_data_table, settings.api_keys_table) == (
+        "JobsTable",
+        "OrgDataTable",
+        "ApiKeysTable",
+    )
+    assert (settings.assets_bucket, settings.exports_bucket) == ("AssetsBucket", "ExportsBucket")
+    assert settings.export_queue_url == "ExportQueue"
+    assert (settings.download_url_ttl_seconds, settings.job_retention_days) == (3600, 7)
+
+
+def grant_target(resource: Any) -> tuple[str, ...]:
+    """(logical id[, object scope]) that an IAM resource of the template points at."""
+    if isinstance(resource, dict) and "Fn::GetAtt" in resource:
+        assert resource["Fn::GetAtt"][1] == "Arn"
+        return (resource["Fn::GetAtt"][0],)
+    if isinstance(resource, dict) and "Fn::Sub" in resource:
+        match = re.fullmatch(
+            r"arn:aws:(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
+            resource["Fn::Sub"],
+        )
+        assert match, f"unexpected ARN form {resource['Fn::Sub']!r}"
+        return (match[1], match[2]) if match[2] else (match[1],)
+    raise AssertionError(f"a grant on {resource!r}, not on a resource of this template")
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_gets_exactly_the_permissions_it_needs(template: dict[str, Any], name: str) -> None:
+    granted = set()
+    for policy in function_properties(template, name)["Policies"]:
+        assert isinstance(policy, dict) and "Statement" in policy, "only inline statements: exact actions"
+        for statement in policy["Statement"]:
+            assert statement["Effect"] == "Allow"
+            granted |= {
+                (action, *grant_target(target))
+                for action in as_list(statement["Action"])
+                for target in as_list(statement["Resource"])
+            }
+    assert granted == GRANTS[name]
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_function_logs_to_its_own_group_with_retention(resources: dict[str, Any], name: str) -> None:
+    groups = [
+        r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+        and r["Properties"].get("LogGroupName") == {"Fn::Sub": f"/aws/lambda/${{{name}}}"}
+    ]
+    assert len(groups) == 1
+    assert groups[0]["RetentionInDays"] == 30
+
+
+def test_template_uses_only_what_the_local_stack_resolves(template: dict[str, Any]) -> None:
+    names = set(template["Resources"]) | set(template["Parameters"])
+    for node in walk(template):
+        if isinstance(node, dict) and len(node) == 1:
+            (key,) = node
+            if key.startswith("Fn::") or key == "Ref":
+                assert key in RESOLVABLE_INTRINSICS, f"{key} in {node}"
+            if key == "Fn::Sub":
+                assert isinstance(node[key], str), "only the one-string form of !Sub"
+                for variable in re.findall(r"\$\{([^}]*)\}", node[key]):
+                    assert variable in names | RESOLVABLE_PSEUDO_PARAMETERS, f"{variable} in {node[key]!r}"
+            if key == "Ref":
+                assert node[key] in names | RESOLVABLE_PSEUDO_PARAMETERS, f"!Ref {node[key]}"
+            if key == "Fn::GetAtt":
+                assert node[key][0] in template["Resources"], f"!GetAtt {node[key]}"
+
+
+def test_outputs_name_the_api_url_and_every_store(template: dict[str, Any]) -> None:
+    outputs = template["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${ExportApi}.execute-api.${AWS::Region}.amazonaws.com/live"
+    }
+    referenced = {output["Value"].get("Ref") for output in outputs.values()}
+    stores = {"JobsTable", "OrgDataTable", "ApiKeysTable", "AssetsBucket", "ExportsBucket", "ExportQueue"}
+    assert stores <= referenced
+
+
+def test_samconfig_deploys_the_data_export_stack() -> None:
+    config = tomllib.loads((ROOT / "samconfig.toml").read_text(encoding="utf-8"))
+    assert config["default"]["global"]["parameters"]["stack_name"] == "data-export"
+    deploy = config["default"]["deploy"]["parameters"]
+    assert deploy["capabilities"] == "CAPABILITY_IAM"
+    assert deploy["resolve_s3"] is True
+
+
+# ---------------------------------------------------------------------------------------------- sam build
+
+
+def python313_bin() -> Path | None:
+    """The bin folder of a real Python 3.13 (not a pyenv shim, which may not select 3.13)."""
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        listed = subprocess.run([pyenv, "versions", "--bare"], capture_output=True, text=True, check=False)
+        versions = [v for v in listed.stdout.split() if re.fullmatch(r"3\.13\.\d+", v)]
+        if versions:
+            latest = max(versions, key=lambda v: int(v.rsplit(".", 1)[1]))
+            prefix = subprocess.run([pyenv, "prefix", latest], capture_output=True, text=True, check=True)
+            return Path(prefix.stdout.strip()) / "bin"
+    found = shutil.which("python3.13")
+    if found:
+        probe = subprocess.run(
+            [found, "-c", "import sys; print(sys.executable)"], capture_output=True, text=True, check=False
+        )
+        if probe.returncode == 0:
+            return Path(probe.stdout.strip()).parent
+    return None
+
+
+@pytest.mark.slow
+def test_sam_build_packs_the_layer_for_python313_arm64(tmp_path: Path) -> None:
+    bin_dir = python313_bin()
+    if bin_dir is None:
+        pytest.skip("python3.13 is not installed: sam build needs the runtime's interpreter on PATH")
+    build_dir = tmp_path / "build"
+    result = subprocess.run(
+        [
+            tool("sam"),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(build_dir),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        cwd=ROOT,
+        env=sam_env(PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    packages = build_dir / "SharedLayer" / "python"
+    assert (packages / "data_export" / "__init__.py").is_file()
+    assert (packages / "aws_lambda_powertools" / "__init__.py").is_file()
+    assert (packages / "aws_xray_sdk").is_dir()
+    # Native extensions must be Lambda's, not this machine's.
+    assert list((packages / "pydantic_core").glob("*.cpython-313-aarch64-linux-gnu.so"))
+    assert list((packages / "isal").glob("*.cpython-313-aarch64-linux-gnu.so"))
+    for name in FUNCTIONS:
+        assert (build_dir / name).is_dir()
