@@ -49,7 +49,6 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
 
 SUPPORTED_FORMAT = 1
 ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-API_KEY_PREFIXES = ("csb", "csu", "cpk")
 
 _ID = re.compile(f"[{ID_ALPHABET}]{{22}}")
 _GTIN = re.compile(r"[0-9]{8}|[0-9]{12,14}")
