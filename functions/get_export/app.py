@@ -8,9 +8,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from data_export import wiring
-from data_export.http import BASE_PATH, ERROR_RESPONSES, ID_DESCRIPTION, create_resolver, require_export_access
+from data_export.http import (
+    BASE_PATH,
+    ERROR_RESPONSES,
+    ID_DESCRIPTION,
+    create_resolver,
+    require_export_access,
+)
 from data_export.models import ExportJobResponse
 
 logger = Logger()
@@ -20,7 +25,10 @@ app = create_resolver()
 @app.get(
     f"{BASE_PATH}/<organization_id>/<job_id>",
     summary="Poll an export job; once completed it carries a signed download URL",
-    responses={200: {"description": "The export job", "content": {"application/json": {"model": ExportJobResponse}}}, **ERROR_RESPONSES},
+    responses={
+        200: {"description": "The export job", "content": {"application/json": {"model": ExportJobResponse}}},
+        **ERROR_RESPONSES,
+    },
     tags=["exports"],
 )
 def get_export(
@@ -33,7 +41,7 @@ def get_export(
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=service.describe(job).model_dump_json(),
+        body=service.describe(job),
     )
 
 

@@ -8,9 +8,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
-
 from data_export import wiring
-from data_export.http import BASE_PATH, ERROR_RESPONSES, ID_DESCRIPTION, create_resolver, require_export_access
+from data_export.http import (
+    BASE_PATH,
+    ERROR_RESPONSES,
+    ID_DESCRIPTION,
+    create_resolver,
+    require_export_access,
+)
 from data_export.models import ArchiveFormat, ExportJobResponse
 
 logger = Logger()
@@ -20,7 +25,13 @@ app = create_resolver()
 @app.post(
     f"{BASE_PATH}/<organization_id>",
     summary="Start an export of all of the organization's data",
-    responses={200: {"description": "The export job, pending", "content": {"application/json": {"model": ExportJobResponse}}}, **ERROR_RESPONSES},
+    responses={
+        200: {
+            "description": "The export job, pending",
+            "content": {"application/json": {"model": ExportJobResponse}},
+        },
+        **ERROR_RESPONSES,
+    },
     tags=["exports"],
 )
 def start_export(
@@ -32,14 +43,18 @@ def start_export(
     job = service.start(organization_id, archive_format)
     logger.info(
         "Export requested",
-        extra={"organization_id": organization_id, "job_id": job.job_id, "key_id": principal.key_id,
-               "archive_format": archive_format.value},
+        extra={
+            "organization_id": organization_id,
+            "job_id": job.job_id,
+            "key_id": principal.key_id,
+            "archive_format": archive_format.value,
+        },
     )
     request_path = app.current_event.request_context.path or app.current_event.path
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
-        body=service.describe(job).model_dump_json(),
+        body=service.describe(job),
         headers={"Location": f"{request_path.rstrip('/')}/{job.job_id}"},
     )
 

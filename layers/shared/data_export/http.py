@@ -35,7 +35,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error_response(status_code: int, error: str, message: str, details: list[dict[str, Any]] | None = None) -> Response[Any]:
+def error_response(
+    status_code: int, error: str, message: str, details: list[dict[str, Any]] | None = None
+) -> Response[Any]:
     body = ErrorResponse(error=error, message=message, details=details)
     return Response(
         status_code=status_code,

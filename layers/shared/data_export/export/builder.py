@@ -65,7 +65,7 @@ class ExportBuilder:
     clock: Callable[[], datetime] = utcnow
 
     def build(self, organization_id: str, job_id: str) -> Job | None:
-        """Build the job unless it is unknown, finished, or owned by a live attempt. Returns the job as left."""
+        """Build the job unless it is unknown, finished or owned by a live attempt; returns it as left."""
         job = self.jobs.get(organization_id, job_id)
         if job is None:
             logger.warning("Export job not found; message dropped", extra={"job_id": job_id})
@@ -102,8 +102,13 @@ class ExportBuilder:
             sink.close_pool()
             self.exports.abort_upload(object_key, sink.upload_id)
             logger.exception("Export build failed", extra={"job_id": job.job_id})
-            return self._fail(job, attempt_id, f"Export failed in {exc}" if isinstance(exc, SectionFailedError)
-                              else f"Export failed: {type(exc).__name__}: {exc}")
+            return self._fail(
+                job,
+                attempt_id,
+                f"Export failed in {exc}"
+                if isinstance(exc, SectionFailedError)
+                else f"Export failed: {type(exc).__name__}: {exc}",
+            )
         job.status, job.file_size_bytes, job.completed_at = JobStatus.COMPLETED, size, self.clock()
         if not self.jobs.finish(
             job,
@@ -154,7 +159,9 @@ class ExportBuilder:
             try:
                 for record in self._records(job.organization_id, report.key):
                     exported, binaries = export_record(folder, record, self.assets.open, write_asset, missing)
-                    entries.add_file(f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported))
+                    entries.add_file(
+                        f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported)
+                    )
                     report.record_count += 1
                     report.binary_count += binaries
                     if time.monotonic() - last_save >= PROGRESS_INTERVAL_SECONDS:
@@ -172,7 +179,9 @@ class ExportBuilder:
         entries.add_file(f"{top}/manifest.yaml", self._manifest(job, missing))
 
     def _manifest(self, job: Job, missing: list[MissingAsset]) -> bytes:
-        organization = self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
+        organization = (
+            self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
+        )
         return dump_document(
             {
                 "format_version": job.format_version,

@@ -26,7 +26,7 @@ class ArchiveEntries(Protocol):
 class ZipEntries:
     def __init__(self, sink: Writable, mtime: datetime) -> None:
         self._writer = ZipStreamWriter(sink)
-        self._mtime = mtime
+        self._mtime = mtime.timestamp()
 
     def add_file(self, name: str, data: bytes) -> None:
         self._writer.add_bytes(name, data, mtime=self._mtime)
@@ -44,7 +44,7 @@ class ZipEntries:
 class TarGzEntries:
     def __init__(self, sink: Writable, mtime: datetime) -> None:
         self._writer = TarGzStreamWriter(sink)
-        self._mtime = mtime
+        self._mtime = mtime.timestamp()
 
     def add_file(self, name: str, data: bytes) -> None:
         self._writer.add_bytes(name, data, mtime=self._mtime)

@@ -82,4 +82,3 @@ def export_record(
             out.append(exported_ref)
         exported[name] = out if is_list else out[0]
     return exported, written
-

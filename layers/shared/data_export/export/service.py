@@ -37,7 +37,9 @@ class ExportService:
             organization_id=organization_id,
             job_id=job_id,
             archive_format=archive_format,
-            output_filename=output_filename(str(organization.get("slug") or ""), job_id, archive_format.extension),
+            output_filename=output_filename(
+                str(organization.get("slug") or ""), job_id, archive_format.extension
+            ),
             created_at=now,
             retention_days=self.settings.job_retention_days,
         )
@@ -48,7 +50,12 @@ class ExportService:
             # Never leave a job pending that no worker will ever see.
             message = "The export could not be queued; please try again"
             self.jobs.finish(
-                job, attempt_id=None, status=JobStatus.FAILED, sections=job.sections, completed_at=now, error=message
+                job,
+                attempt_id=None,
+                status=JobStatus.FAILED,
+                sections=job.sections,
+                completed_at=now,
+                error=message,
             )
             raise ServiceUnavailableError(message) from exc
         return job

@@ -47,7 +47,9 @@ class JobRepository:
         if removed:
             expression += " REMOVE " + ", ".join(f"#{name}" for name in removed)
         names = {f"#{name}": name for name in values}
-        names |= {f"#{name}": name for name in ("status", "attempt_id", "lease_until") if f"#{name}" in condition}
+        names |= {
+            f"#{name}": name for name in ("status", "attempt_id", "lease_until") if f"#{name}" in condition
+        }
         try:
             self._client.update_item(
                 TableName=self._table,
@@ -62,7 +64,7 @@ class JobRepository:
         return True
 
     def claim(self, job: Job, *, attempt_id: str, now: datetime, lease_until: int) -> bool:
-        """Take the job for one build attempt: a pending job, or a processing one whose owner's lease ran out."""
+        """Take the job for one build attempt: pending, or processing with its owner's lease run out."""
         return self._update(
             job,
             {
@@ -82,9 +84,7 @@ class JobRepository:
     def save_progress(self, job: Job, *, attempt_id: str, **values: Any) -> bool:
         """Write build state (sections, upload id, ...) if this attempt still owns the job."""
         plain = {
-            name: [section.model_dump(mode="json") for section in value]
-            if name == "sections"
-            else value
+            name: [section.model_dump(mode="json") for section in value] if name == "sections" else value
             for name, value in values.items()
         }
         return self._update(
@@ -105,7 +105,7 @@ class JobRepository:
         error: str | None = None,
         file_size_bytes: int = 0,
     ) -> bool:
-        """Move the job to completed/failed; with attempt_id=None, fail a job nobody builds (never started)."""
+        """Complete or fail the job; attempt_id=None fails a job no attempt ever claimed."""
         values: dict[str, Any] = {
             "status": status.value,
             "sections": [section.model_dump(mode="json") for section in sections],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -50,7 +51,14 @@ class MultipartWriter:
     Memory stays bounded: one part being filled plus at most ``max_in_flight`` parts uploading."""
 
     def __init__(
-        self, client: S3Client, bucket: str, key: str, upload_id: str, *, part_size: int, max_in_flight: int = 2
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        upload_id: str,
+        *,
+        part_size: int,
+        max_in_flight: int = 2,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -125,10 +133,8 @@ class ExportStore:
         return MultipartWriter(self._client, self._bucket, key, upload["UploadId"], part_size=part_size)
 
     def abort_upload(self, key: str, upload_id: str) -> None:
-        try:
+        with contextlib.suppress(self._client.exceptions.NoSuchUpload):  # already aborted or completed
             self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
-        except self._client.exceptions.NoSuchUpload:
-            pass  # already aborted or completed
 
     def delete(self, key: str) -> None:
         self._client.delete_object(Bucket=self._bucket, Key=key)

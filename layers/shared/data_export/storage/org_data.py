@@ -34,7 +34,10 @@ class OrgDataRepository:
     def get_record(self, organization_id: str, section: str, record_id: str) -> dict[str, Any] | None:
         response = self._client.get_item(
             TableName=self._table,
-            Key={"organization_id": {"S": organization_id}, "record_key": {"S": record_key(section, record_id)}},
+            Key={
+                "organization_id": {"S": organization_id},
+                "record_key": {"S": record_key(section, record_id)},
+            },
         )
         item = response.get("Item")
         return json.loads(item["record"]["S"]) if item else None

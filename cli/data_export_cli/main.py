@@ -1,0 +1,159 @@
+"""The `data-export` command: the local stack, the demo and developer tools."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from data_export_cli.template import REPO_ROOT
+
+EXAMPLE_FIXTURE = REPO_ROOT.parent / "shared" / "spec" / "example-org.yaml"
+
+
+def _start_stack(seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0) -> Any:
+    from data_export.settings import get_settings
+
+    from data_export_cli.seed import seed_file
+    from data_export_cli.stack import LocalStack
+
+    stack = LocalStack(host=host, moto_port=moto_port).start()
+    for fixture in seeds:
+        summary = seed_file(
+            fixture,
+            dynamodb_client=stack.client("dynamodb"),
+            s3_client=stack.client("s3"),
+            settings=get_settings(),
+        )
+        print(
+            f"seeded {fixture}: organizations {', '.join(summary.organization_ids)}; "
+            f"{sum(summary.records.values())} records, {summary.assets} assets",
+            file=sys.stderr,
+        )
+    return stack
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from data_export_cli.gateway import ApiGateway
+    from data_export_cli.worker import QueuePoller
+
+    stack = _start_stack(args.seed, host=args.host, moto_port=args.moto_port)
+    gateway = ApiGateway(stack, args.host, args.port).start()
+    poller = QueuePoller(stack).start()
+    stopped = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopped.set())
+    print(f"API:  {gateway.url}/dashboard/api/v1/data-export/{{organization_id}}", file=sys.stderr)
+    print(f"AWS (moto): {stack.endpoint_url}", file=sys.stderr)
+    print(json.dumps({"api_url": gateway.url, "aws_endpoint_url": stack.endpoint_url}), flush=True)
+    stopped.wait()
+    print("stopping", file=sys.stderr)
+    poller.stop()
+    gateway.stop()
+    stack.stop()
+    return 0
+
+
+def cmd_invoke(args: argparse.Namespace) -> int:
+    seeds = args.seed or ([EXAMPLE_FIXTURE] if EXAMPLE_FIXTURE.exists() else [])
+    stack = _start_stack(seeds)
+    try:
+        function_id = resolve_function(stack.functions, args.function)
+        event = json.loads(Path(args.event).read_text(encoding="utf-8"))
+        response = stack.invoke(function_id, event)
+        print(json.dumps(response, indent=2))
+    finally:
+        stack.stop()
+    return 0
+
+
+def resolve_function(functions: dict[str, Any], name: str) -> str:
+    """Accept a logical id (StartExportFunction) or a function folder name (start_export)."""
+    for logical_id, spec in functions.items():
+        if name in (logical_id, spec.module.split(".")[-2]):
+            return logical_id
+    raise SystemExit(f"unknown function '{name}'; known: {', '.join(functions)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from data_export_cli.demo import run_demo
+
+    return run_demo(fixture=args.seed or EXAMPLE_FIXTURE, archive_format=args.format, out_dir=args.out)
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from data_export_cli.openapi import openapi_document
+
+    text = json.dumps(openapi_document(), indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def cmd_validate_fixture(args: argparse.Namespace) -> int:
+    from data_export_cli.seed import FixtureError, load_fixture
+
+    try:
+        fixture = load_fixture(Path(args.fixture))
+    except FixtureError as error:
+        print(f"invalid fixture {args.fixture}:\n{error}", file=sys.stderr)
+        return 1
+    print(f"valid: {len(fixture.organizations)} organization(s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="data-export", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    local = commands.add_parser("local", help="the local stack (moto as AWS, functions in-process)")
+    local_commands = local.add_subparsers(dest="local_command", required=True)
+    serve = local_commands.add_parser("serve", help="serve the API and run the worker until Ctrl-C/SIGTERM")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--moto-port", type=int, default=0, help="port of the moto server (default: any free)")
+    serve.add_argument(
+        "--seed", type=Path, action="append", default=[], help="seed fixture to load (repeatable)"
+    )
+    serve.set_defaults(func=cmd_serve)
+    invoke = local_commands.add_parser("invoke", help="invoke one function with an event file")
+    invoke.add_argument("function", help="logical id (StartExportFunction) or folder name (start_export)")
+    invoke.add_argument("event", help="event JSON file, e.g. events/start_export.json")
+    invoke.add_argument(
+        "--seed",
+        type=Path,
+        action="append",
+        default=[],
+        help="fixture(s) to load first (default: the shared example organization)",
+    )
+    invoke.set_defaults(func=cmd_invoke)
+
+    demo = commands.add_parser("demo", help="end to end: seed, request an export, poll, download, verify")
+    demo.add_argument("--format", choices=["zip", "tar.gz"], default="zip")
+    demo.add_argument("--seed", type=Path, default=None, help="fixture (default: the shared example)")
+    demo.add_argument("--out", type=Path, default=Path("out"), help="where the archive is downloaded")
+    demo.set_defaults(func=cmd_demo)
+
+    openapi = commands.add_parser("openapi", help="write the OpenAPI 3.1 document generated from the code")
+    openapi.add_argument("--output", "-o", default="-")
+    openapi.set_defaults(func=cmd_openapi)
+
+    validate = commands.add_parser("validate-fixture", help="check a seed fixture without loading it")
+    validate.add_argument("fixture")
+    validate.set_defaults(func=cmd_validate_fixture)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

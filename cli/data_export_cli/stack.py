@@ -1,0 +1,244 @@
+"""The local stack: moto's server as AWS, the template's resources created in it, the functions in-process.
+
+Functions reach moto exactly as they reach AWS: through boto3, with ``AWS_ENDPOINT_URL`` pointing at the
+moto server over real HTTP. There is no special code path in the functions for running locally."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from data_export_cli.template import TEMPLATE_PATH, FunctionSpec, Template, load_template
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+
+
+@dataclass
+class LambdaContext:
+    """The parts of the Lambda context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout_seconds: int
+    aws_request_id: str
+    invoked_function_arn: str
+    function_version: str = "$LATEST"
+    log_group_name: str = ""
+    log_stream_name: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.timeout_seconds * 1000
+
+
+class LocalStack:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        moto_port: int = 0,
+        template_path: Path = TEMPLATE_PATH,
+        stack_name: str = "data-export",
+        extra_environment: dict[str, str] | None = None,
+    ) -> None:
+        self.host = host
+        self._moto_port = moto_port
+        self.template = Template(load_template(template_path))
+        self.stack_name = stack_name
+        self.physical: dict[str, str] = {}  # logical id -> name (or queue URL)
+        self.arns: dict[str, str] = {}
+        self.functions = {spec.logical_id: spec for spec in self.template.functions()}
+        self._handlers: dict[str, Handler] = {}
+        # One lock per function: like one warm Lambda container, a handler serves one event at a time.
+        self._locks = {name: threading.Lock() for name in self.functions}
+        self._extra_environment = extra_environment or {}
+        self._server: Any = None
+        self.endpoint_url = ""
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> LocalStack:
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
+        self._server = ThreadedMotoServer(ip_address=self.host, port=self._moto_port, verbose=False)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.endpoint_url = f"http://{host}:{port}"
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": self.endpoint_url,
+                "AWS_ACCESS_KEY_ID": "testing",
+                "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_SESSION_TOKEN": "testing",
+                "AWS_DEFAULT_REGION": REGION,
+                "AWS_REGION": REGION,
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        self._create_resources()
+        os.environ.update(self.function_environment())
+        os.environ.update(self._extra_environment)
+        from data_export import wiring
+
+        wiring.reset()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+
+    # -- resources ---------------------------------------------------------------------------------
+    def _name(self, logical_id: str, *, lowercase: bool = False) -> str:
+        name = f"{self.stack_name}-{logical_id}"
+        return name.lower() if lowercase else name
+
+    def _create_resources(self) -> None:
+        dynamodb, sqs, s3 = self.client("dynamodb"), self.client("sqs"), self.client("s3")
+        for logical_id, resource in self.template.of_type("AWS::DynamoDB::Table").items():
+            props = resource.get("Properties", {})
+            name = self._name(logical_id)
+            args: dict[str, Any] = {
+                "TableName": name,
+                "KeySchema": props["KeySchema"],
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            for index_kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+                if props.get(index_kind):
+                    args[index_kind] = props[index_kind]
+            dynamodb.create_table(**args)
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            self.physical[logical_id] = name
+            self.arns[logical_id] = f"arn:aws:dynamodb:{REGION}:{ACCOUNT_ID}:table/{name}"
+        # Queues: dead-letter queues first, since others refer to them.
+        queues = self.template.of_type("AWS::SQS::Queue")
+        ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
+        for logical_id in ordered:
+            props = queues[logical_id].get("Properties", {})
+            name = self._name(logical_id)
+            self.arns[logical_id] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+            attributes = {
+                key: str(self.resolve(props[key]))
+                for key in (
+                    "VisibilityTimeout",
+                    "MessageRetentionPeriod",
+                    "DelaySeconds",
+                    "ReceiveMessageWaitTimeSeconds",
+                )
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                attributes["RedrivePolicy"] = json.dumps(self.resolve(props["RedrivePolicy"]))
+            self.physical[logical_id] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
+        for logical_id, resource in self.template.of_type("AWS::S3::Bucket").items():
+            props = resource.get("Properties", {})
+            name = self._name(logical_id, lowercase=True)
+            s3.create_bucket(Bucket=name)
+            if "PublicAccessBlockConfiguration" in props:
+                s3.put_public_access_block(
+                    Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+                )
+            self.physical[logical_id] = name
+            self.arns[logical_id] = f"arn:aws:s3:::{name}"
+
+    def resolve(self, value: Any) -> Any:
+        """Resolve the intrinsic functions the template uses for wiring: Ref, GetAtt, Sub."""
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if "Ref" in value:
+            return self._ref(str(value["Ref"]))
+        if "Fn::GetAtt" in value:
+            logical_id, attribute = value["Fn::GetAtt"]
+            if attribute == "Arn":
+                return self.arns[logical_id]
+            if attribute == "QueueName":
+                return self.physical[logical_id].rsplit("/", 1)[-1]
+            return self.physical[logical_id]
+        if "Fn::Sub" in value:
+            text = value["Fn::Sub"]
+            return _SUB_VARIABLE.sub(lambda match: str(self._ref(match.group(1))), text)
+        return {key: self.resolve(item) for key, item in value.items()}
+
+    def _ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT_ID,
+            "AWS::StackName": self.stack_name,
+            "AWS::Partition": "aws",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.physical:
+            return self.physical[name]
+        if "." in name:  # ${Resource.Attribute} inside Sub
+            logical_id, attribute = name.split(".", 1)
+            return self.resolve({"Fn::GetAtt": [logical_id, attribute]})
+        defaults = self.template.parameter_defaults()
+        if name in defaults:
+            return defaults[name]
+        return f"{self.stack_name}-{name}"  # a resource the local stack does not create (logs, alarms, ...)
+
+    def function_environment(self) -> dict[str, str]:
+        """The functions' environment variables as the template sets them, resolved to local names."""
+        environment: dict[str, str] = {}
+        for spec in self.functions.values():
+            for key, value in spec.environment.items():
+                environment[key] = str(self.resolve(value))
+        return environment
+
+    # -- functions ---------------------------------------------------------------------------------
+    def handler(self, logical_id: str) -> Handler:
+        if logical_id not in self._handlers:
+            spec = self.functions[logical_id]
+            module = importlib.import_module(spec.module)
+            self._handlers[logical_id] = getattr(module, spec.handler)
+        return self._handlers[logical_id]
+
+    def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+        spec: FunctionSpec = self.functions[logical_id]
+        context = LambdaContext(
+            function_name=self._name(logical_id),
+            memory_limit_in_mb=spec.memory_size,
+            timeout_seconds=spec.timeout,
+            aws_request_id=str(uuid.uuid4()),
+            invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}",
+        )
+        handler = self.handler(logical_id)
+        with self._locks[logical_id]:
+            return handler(event, context)
+
+    def function_for_queue(self, queue_logical_id: str) -> tuple[str, int] | None:
+        for spec in self.functions.values():
+            for queue_id, batch_size in spec.queues:
+                if queue_id == queue_logical_id:
+                    return spec.logical_id, batch_size
+        return None

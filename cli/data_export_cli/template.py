@@ -1,0 +1,112 @@
+"""Reads template.yaml: the resources and functions the local stack creates and runs.
+
+The template is the single source of truth; the local stack never keeps its own copy of names, keys or
+routes. Only the intrinsic functions the template uses for wiring are resolved (Ref, GetAtt, Sub)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that turns CloudFormation short-form tags into their long form."""
+
+
+def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+        if tag_suffix == "GetAtt":
+            value = str(value).split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    method: str
+    path: str  # API Gateway form: /a/{param}/b
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    logical_id: str
+    module: str  # importable module of the handler, e.g. functions.get_export.app
+    handler: str  # attribute name in that module
+    environment: dict[str, Any]
+    timeout: int
+    memory_size: int
+    routes: tuple[ApiRoute, ...] = ()
+    queues: tuple[tuple[str, int], ...] = ()  # (queue logical id, batch size)
+
+
+@dataclass
+class Template:
+    body: dict[str, Any]
+    resources: dict[str, dict[str, Any]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.resources = self.body.get("Resources", {})
+
+    def of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
+        return {name: res for name, res in self.resources.items() if res.get("Type") == resource_type}
+
+    def parameter_defaults(self) -> dict[str, Any]:
+        return {name: spec.get("Default") for name, spec in self.body.get("Parameters", {}).items()}
+
+    def functions(self) -> list[FunctionSpec]:
+        globals_ = self.body.get("Globals", {}).get("Function", {})
+        specs = []
+        for logical_id, resource in self.of_type("AWS::Serverless::Function").items():
+            props = {**globals_, **resource.get("Properties", {})}
+            environment = {
+                **globals_.get("Environment", {}).get("Variables", {}),
+                **resource.get("Properties", {}).get("Environment", {}).get("Variables", {}),
+            }
+            code_dir = str(props["CodeUri"]).strip("/").replace("/", ".")
+            module_name, handler = str(props["Handler"]).rsplit(".", 1)
+            routes, queues = [], []
+            for event in props.get("Events", {}).values():
+                event_props = event.get("Properties", {})
+                if event.get("Type") == "Api":
+                    path = event_props["Path"]
+                    regex = re.sub(r"\\\{[^/]+?\\\}", "([^/]+)", re.escape(path))
+                    routes.append(ApiRoute(event_props["Method"].upper(), path, re.compile(f"^{regex}$")))
+                elif event.get("Type") == "SQS":
+                    queue = event_props["Queue"]
+                    queue_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else str(queue)
+                    queues.append((queue_id, int(event_props.get("BatchSize", 10))))
+            specs.append(
+                FunctionSpec(
+                    logical_id=logical_id,
+                    module=f"{code_dir}.{module_name}",
+                    handler=handler,
+                    environment=environment,
+                    timeout=int(props.get("Timeout", 3)),
+                    memory_size=int(props.get("MemorySize", 128)),
+                    routes=tuple(routes),
+                    queues=tuple(queues),
+                )
+            )
+        return specs
