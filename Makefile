@@ -1,0 +1,49 @@
+# One command each: `make demo` runs the service locally end to end; `make test` runs the whole suite.
+# Both install what they need (a virtualenv in .venv, and the archive tools the tests open archives with).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install tools demo serve test test-fast lint typecheck openapi clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# unzip, 7z, bsdtar and Java's jar open every archive the tests build.
+tools:
+	@missing=""; \
+	command -v unzip  >/dev/null || missing="$$missing unzip"; \
+	command -v 7z     >/dev/null || missing="$$missing p7zip-full"; \
+	command -v bsdtar >/dev/null || missing="$$missing libarchive-tools"; \
+	command -v jar    >/dev/null || missing="$$missing default-jdk-headless"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing (tests needing them are skipped)"; fi; \
+	fi
+
+demo: install
+	$(BIN)/data-export demo --format zip
+	$(BIN)/data-export demo --format tar.gz
+
+serve: install
+	$(BIN)/data-export local serve --seed ../shared/spec/example-org.yaml
+
+test: install tools
+	$(BIN)/ruff check layers functions cli tests
+	$(BIN)/mypy layers/shared/data_export cli/data_export_cli functions
+	$(BIN)/pytest -n 2 -q
+
+test-fast: install
+	$(BIN)/pytest -n 2 -q -m 'not slow'
+
+openapi: install
+	$(BIN)/data-export openapi --output docs/openapi.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .aws-sam out

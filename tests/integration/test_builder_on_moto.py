@@ -1,0 +1,127 @@
+"""The export build against a real moto server: failures, duplicate deliveries and dead attempts never leave
+a corrupt archive behind a completed job, nor a multipart upload behind a failed one."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from data_export import wiring
+from data_export.export.builder import ExportBuilder
+from data_export.ids import new_id
+from data_export.jobs import Job
+from data_export.models import ArchiveFormat, JobStatus
+from data_export.storage.objects import Asset
+
+ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
+
+
+class FailingAssets:
+    """The real asset store, except that the n-th asset read fails (an S3 error mid-export)."""
+
+    def __init__(self, real: Any, fail_on: int) -> None:
+        self.real, self.fail_on, self.reads = real, fail_on, 0
+
+    def open(self, key: str) -> Asset | None:
+        self.reads += 1
+        if self.reads == self.fail_on:
+            raise ConnectionError("S3 read timed out")
+        return self.real.open(key)  # type: ignore[no-any-return]
+
+
+def objects_under(stack: Any, prefix: str) -> list[str]:
+    s3 = stack.client("s3")
+    listed = s3.list_objects_v2(Bucket=stack.physical["ExportsBucket"], Prefix=prefix)
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def uploads_under(stack: Any, prefix: str) -> list[str]:
+    s3 = stack.client("s3")
+    listed = s3.list_multipart_uploads(Bucket=stack.physical["ExportsBucket"], Prefix=prefix)
+    return [upload["Key"] for upload in listed.get("Uploads", [])]
+
+
+@pytest.fixture
+def new_job(stack: Any) -> Any:
+    """A pending job as the API stores it, with no queue message (so no poller can pick it up)."""
+    job_id = new_id()
+    job = Job.new(
+        organization_id=ACME,
+        job_id=job_id,
+        archive_format=ArchiveFormat.ZIP,
+        output_filename=f"acme-coffee-export-{job_id}.zip",
+        created_at=datetime.now(UTC),
+        retention_days=7,
+    )
+    builder().jobs.create(job)
+    return job
+
+
+def builder() -> ExportBuilder:
+    return wiring.export_builder()
+
+
+def test_failure_mid_export_fails_the_job_and_leaves_nothing(stack: Any, new_job: Any) -> None:
+    failing = dataclasses.replace(builder(), assets=FailingAssets(builder().assets, fail_on=3))
+    job = failing.build(ACME, new_job.job_id)
+    assert job is not None and job.status is JobStatus.FAILED
+    stored = wiring.export_service().get(ACME, new_job.job_id)
+    assert stored.status is JobStatus.FAILED
+    assert (
+        stored.error is not None
+        and "section 'products'" in stored.error
+        and "S3 read timed out" in stored.error
+    )
+    statuses = {section.key: section.status for section in stored.sections}
+    assert statuses["products"] is JobStatus.FAILED and statuses["offers"] is JobStatus.PENDING
+    prefix = f"exports/{ACME}/{new_job.job_id}/"
+    assert objects_under(stack, prefix) == [] and uploads_under(stack, prefix) == []
+    assert wiring.export_service().describe(stored).download_url is None
+    # A redelivery of the message does not resurrect a failed job.
+    assert builder().build(ACME, new_job.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
+
+
+def test_duplicate_delivery_builds_once(stack: Any, new_job: Any) -> None:
+    first = builder().build(ACME, new_job.job_id)
+    assert first is not None and first.status is JobStatus.COMPLETED
+    second = builder().build(ACME, new_job.job_id)
+    assert second is not None and second.status is JobStatus.COMPLETED
+    assert objects_under(stack, f"exports/{ACME}/{new_job.job_id}/") == [first.object_key]
+
+
+def test_a_live_attempt_keeps_the_job(stack: Any, new_job: Any) -> None:
+    jobs = builder().jobs
+    now = datetime.now(UTC)
+    assert jobs.claim(new_job, attempt_id="live-attempt", now=now, lease_until=int(now.timestamp()) + 600)
+    result = builder().build(ACME, new_job.job_id)
+    assert (
+        result is not None and result.status is JobStatus.PROCESSING and result.attempt_id == "live-attempt"
+    )
+    assert objects_under(stack, f"exports/{ACME}/{new_job.job_id}/") == []
+    # ...and a late write from anyone else is refused.
+    assert not jobs.save_progress(new_job, attempt_id="someone-else", upload_id="x")
+
+
+def test_a_dead_attempt_is_taken_over_and_its_upload_aborted(stack: Any, new_job: Any) -> None:
+    jobs, s3 = builder().jobs, stack.client("s3")
+    past = datetime.now(UTC) - timedelta(hours=1)
+    assert jobs.claim(new_job, attempt_id="dead-attempt", now=past, lease_until=int(past.timestamp()) + 60)
+    dead_key = f"exports/{ACME}/{new_job.job_id}/dead-attempt/{new_job.output_filename}"
+    upload = s3.create_multipart_upload(Bucket=stack.physical["ExportsBucket"], Key=dead_key)
+    assert jobs.save_progress(
+        new_job, attempt_id="dead-attempt", object_key=dead_key, upload_id=upload["UploadId"]
+    )
+    result = builder().build(ACME, new_job.job_id)
+    assert result is not None and result.status is JobStatus.COMPLETED and result.attempt_id != "dead-attempt"
+    prefix = f"exports/{ACME}/{new_job.job_id}/"
+    assert uploads_under(stack, prefix) == []
+    assert objects_under(stack, prefix) == [result.object_key]
+    # The dead attempt, coming back to life, can no longer touch the job.
+    assert not jobs.save_progress(new_job, attempt_id="dead-attempt", upload_id="late")
+
+
+def test_unknown_job_message_is_dropped(stack: Any) -> None:
+    assert builder().build(ACME, "Q7vWk3Qx9mHc2NbY5sLeTp") is None
