@@ -91,7 +91,7 @@ class TarGzStreamWriter:
         self._pad(size)
         self._in_entry = False
 
-    def close(self, *, end_of_archive: bool = True) -> None:
+    def close(self, end_of_archive: bool = True) -> None:
         """Finish the gzip member; only the last chunk of an archive writes the tar end-of-archive."""
         if self._closed:
             return

@@ -245,7 +245,7 @@ class ZipStreamWriter:
             ZipEntry(name, header_offset, crc, compressed_size, size, METHOD_DEFLATED, seconds, flags, zip64)
         )
 
-    def close(self, *, central_directory: bool = True) -> None:
+    def close(self, central_directory: bool = True) -> None:
         """Write the central directory (unless this is a chunk for an assembler) and flush."""
         if self._closed:
             return
