@@ -61,7 +61,9 @@ class Job(BaseModel):
     def is_finished(self) -> bool:
         return self.status in (JobStatus.COMPLETED, JobStatus.FAILED)
 
-    def to_response(self, download_url: str | None = None, expires_at: datetime | None = None) -> ExportJobResponse:
+    def to_response(
+        self, download_url: str | None = None, expires_at: datetime | None = None
+    ) -> ExportJobResponse:
         return ExportJobResponse(
             job_id=self.job_id,
             status=self.status,
