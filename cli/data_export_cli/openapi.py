@@ -12,7 +12,7 @@ FUNCTION_MODULES = ("functions.start_export.app", "functions.get_export.app")
 def openapi_document() -> dict[str, Any]:
     # The handler modules read no settings at import; nothing needs AWS to describe the API.
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "data-export")
-    from aws_lambda_powertools.event_handler.openapi.models import APIKey, APIKeyIn
+    from aws_lambda_powertools.event_handler.openapi.models import APIKey
 
     document: dict[str, Any] = {}
     for name in FUNCTION_MODULES:
@@ -21,7 +21,7 @@ def openapi_document() -> dict[str, Any]:
             title="Organization data export API",
             version="1.0.0",
             description="Export all of an organization's data as one archive, and poll until it is ready.",
-            security_schemes={"apiKey": APIKey(name="X-API-Key", in_=APIKeyIn.header)},
+            security_schemes={"apiKey": APIKey.model_validate({"type": "apiKey", "name": "X-API-Key", "in": "header"})},
             security=[{"apiKey": []}],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
         if not document:

@@ -109,7 +109,7 @@ class LocalStack:
     def client(self, service: str) -> Any:
         import boto3
 
-        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)
+        return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
 
     # -- resources ---------------------------------------------------------------------------------
     def _name(self, logical_id: str, *, lowercase: bool = False) -> str:

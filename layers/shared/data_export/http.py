@@ -9,6 +9,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from data_export import wiring
 from data_export.auth import Principal, authenticate, authorize_export
@@ -22,7 +23,7 @@ API_KEY_HEADER = "X-API-Key"
 BASE_PATH = "/dashboard/api/v1/data-export"
 ID_DESCRIPTION = f"22-character shortuuid (alphabet {ALPHABET})"
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
     status: {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
     for status, description in (
         (400, "Malformed id or parameter"),
@@ -49,19 +50,19 @@ def error_response(
 def create_resolver() -> APIGatewayRestResolver:
     app = APIGatewayRestResolver(enable_validation=True)
 
-    @app.exception_handler(DataExportError)
+    @app.exception_handler(DataExportError)  # type: ignore[untyped-decorator]
     def handle_domain_error(exc: DataExportError) -> Response[Any]:
         if exc.status_code >= 500:
             logger.error("Request failed", extra={"error": exc.code})
         return error_response(exc.status_code, exc.code, exc.message)
 
-    @app.exception_handler(RequestValidationError)
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def handle_validation_error(exc: RequestValidationError) -> Response[Any]:
         details = [
             {"location": [str(part) for part in error.get("loc", ())], "message": str(error.get("msg", ""))}
             for error in exc.errors()
         ]
-        summary = "; ".join(f"{'.'.join(d['location'])}: {d['message']}" for d in details)  # type: ignore[arg-type]
+        summary = "; ".join(f"{'.'.join(d['location'])}: {d['message']}" for d in details)
         return error_response(422, "validation_error", f"Invalid request: {summary}", details)
 
     @app.not_found
