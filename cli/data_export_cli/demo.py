@@ -115,7 +115,8 @@ def run_demo(*, fixture: Path, archive_format: str, out_dir: Path) -> int:
         base = f"{gateway.url}/dashboard/api/v1/data-export/{organization.id}"
         status, job = http_json("POST", f"{base}?archive_format={archive_format}", api_key)
         print(
-            f"POST {base}?archive_format={archive_format} -> {status}: job {job.get('job_id')} {job.get('status')}"
+            f"POST {base}?archive_format={archive_format} -> {status}: "
+            f"job {job.get('job_id')} {job.get('status')}"
         )
         if status != 200:
             print(json.dumps(job, indent=2), file=sys.stderr)

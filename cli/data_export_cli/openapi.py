@@ -14,6 +14,7 @@ def openapi_document() -> dict[str, Any]:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "data-export")
     from aws_lambda_powertools.event_handler.openapi.models import APIKey
 
+    api_key_scheme = APIKey.model_validate({"type": "apiKey", "name": "X-API-Key", "in": "header"})
     document: dict[str, Any] = {}
     for name in FUNCTION_MODULES:
         app = importlib.import_module(name).app
@@ -21,7 +22,7 @@ def openapi_document() -> dict[str, Any]:
             title="Organization data export API",
             version="1.0.0",
             description="Export all of an organization's data as one archive, and poll until it is ready.",
-            security_schemes={"apiKey": APIKey.model_validate({"type": "apiKey", "name": "X-API-Key", "in": "header"})},
+            security_schemes={"apiKey": api_key_scheme},
             security=[{"apiKey": []}],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)
         if not document:

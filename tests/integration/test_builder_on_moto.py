@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from data_export import wiring
 from data_export.export.builder import ExportBuilder
 from data_export.ids import new_id
