@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
-    ERROR_RESPONSES,
     ID_DESCRIPTION,
     create_resolver,
+    job_responses,
     require_export_access,
 )
 from data_export.models import ExportJobResponse
@@ -25,10 +25,7 @@ app = create_resolver()
 @app.get(
     f"{BASE_PATH}/<organization_id>/<job_id>",
     summary="Poll an export job; once completed it carries a signed download URL",
-    responses={
-        200: {"description": "The export job", "content": {"application/json": {"model": ExportJobResponse}}},
-        **ERROR_RESPONSES,
-    },
+    responses=job_responses("The export job"),
     tags=["exports"],
 )
 def get_export(

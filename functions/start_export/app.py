@@ -11,9 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
-    ERROR_RESPONSES,
     ID_DESCRIPTION,
     create_resolver,
+    job_responses,
     require_export_access,
 )
 from data_export.models import ArchiveFormat, ExportJobResponse
@@ -25,13 +25,7 @@ app = create_resolver()
 @app.post(
     f"{BASE_PATH}/<organization_id>",
     summary="Start an export of all of the organization's data",
-    responses={
-        200: {
-            "description": "The export job, pending",
-            "content": {"application/json": {"model": ExportJobResponse}},
-        },
-        **ERROR_RESPONSES,
-    },
+    responses=job_responses("The export job, pending"),
     tags=["exports"],
 )
 def start_export(

@@ -15,7 +15,7 @@ from data_export import wiring
 from data_export.auth import Principal, authenticate, authorize_export
 from data_export.errors import DataExportError, InvalidRequestError
 from data_export.ids import ALPHABET, is_valid_id
-from data_export.models import ErrorResponse
+from data_export.models import ErrorResponse, ExportJobResponse
 
 logger = Logger(child=True)
 
@@ -34,6 +34,15 @@ ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
         (503, "Temporarily unavailable; retry"),
     )
 }
+
+
+def job_responses(description: str) -> dict[int, OpenAPIResponse]:
+    """OpenAPI responses of a route answering the export job: the job on 200, an error body otherwise."""
+    job: OpenAPIResponse = {
+        "description": description,
+        "content": {"application/json": {"model": ExportJobResponse}},
+    }
+    return {200: job, **ERROR_RESPONSES}
 
 
 def error_response(
