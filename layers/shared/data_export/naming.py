@@ -144,7 +144,7 @@ class UniqueNames:
         counter = self._next_counter.get(base_key, 2)
         while True:
             candidate = self._numbered(base, counter)
-            pass
+            counter += 1
             key = collision_key(candidate)
             if key not in self._taken:
                 self._taken.add(key)
