@@ -1,5 +1,7 @@
-"""SQS consumer: builds each requested export. Failed messages are reported individually (partial batch
-response) so that only they come back; a job's own failures end as a `failed` job, not as a retry."""
+"""SQS consumer: builds each requested small export, or hands a big one to Step Functions.
+
+Failed messages are reported individually (partial batch response) so that only they come back; a job's
+own failures end as a `failed` job, not as a retry."""
 
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def build_export(record: SQSRecord) -> None:
     message = ExportRequestMessage.model_validate_json(record.body)
     logger.append_keys(organization_id=message.organization_id, job_id=message.job_id)
-    job = wiring.export_builder().build(message.organization_id, message.job_id)
-    logger.info("Export build finished", extra={"status": job.status.value if job else "unknown-job"})
+    outcome = wiring.dispatcher().dispatch(message.organization_id, message.job_id)
+    logger.info("Export request handled", extra={"outcome": outcome.value})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -35,3 +35,50 @@ class NotFoundError(DataExportError):
 class ServiceUnavailableError(DataExportError):
     status_code = 503
     code = "service_unavailable"
+
+
+class JobOwnershipLostError(Exception):
+    """This build run no longer owns the job (another run took it, or it is gone): stop, change nothing."""
+
+
+class TransientExportError(Exception):
+    """A failure worth retrying (throttling, timeouts, S3 5xx); Step Functions retries on this name."""
+
+
+_TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "SlowDown",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "TransactionInProgressException",
+        "LimitExceededException",
+    }
+)
+
+
+def is_transient(error: BaseException) -> bool:
+    """Whether retrying the same work may succeed: network trouble, throttling, AWS 5xx, an asset that
+    changed while it was read."""
+    from botocore.exceptions import ClientError, HTTPClientError
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    from data_export.archive import ContentMismatchError
+
+    if isinstance(
+        error, (BotoConnectionError, HTTPClientError, ConnectionError, TimeoutError, ContentMismatchError)
+    ):
+        return True
+    if isinstance(error, ClientError):
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        return code in _TRANSIENT_CODES or status >= 500
+    return False

@@ -34,6 +34,9 @@ class Job(BaseModel):
     attempt_id: str | None = None
     lease_until: int | None = None  # epoch seconds
     upload_id: str | None = None
+    # Chunked builds: how many work units the plan made, and which are built.
+    units_total: int = 0
+    units_done: set[str] = set()
     expires_ttl: int
 
     @classmethod

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 
@@ -77,3 +78,40 @@ class ExportRequestMessage(BaseModel):
 
     organization_id: str
     job_id: str
+
+
+class StepInput(BaseModel):
+    """What every Step Functions task of a chunked build receives; run_id is the execution's name."""
+
+    organization_id: str
+    job_id: str
+    run_id: str
+
+
+class PlanInput(StepInput):
+    chunk_target_bytes: int
+    chunk_max_records: int
+
+
+class BuildUnitInput(StepInput):
+    unit: dict[str, Any]
+
+
+class AssembleInput(StepInput):
+    units: list[dict[str, Any]]
+
+
+class FailInput(StepInput):
+    error: dict[str, Any] = Field(default_factory=dict, description="Step Functions' {Error, Cause}")
+
+    def message(self) -> str:
+        """A useful sentence from the caught error (the Lambda error's type and message)."""
+        name = str(self.error.get("Error") or "Error")
+        cause = self.error.get("Cause") or ""
+        try:
+            details = json.loads(cause)
+        except (TypeError, ValueError):
+            details = None
+        if isinstance(details, dict) and "errorMessage" in details:
+            return f"Export failed: {details.get('errorType', name)}: {details['errorMessage']}"
+        return f"Export failed: {name}: {cause}" if cause else f"Export failed: {name}"

@@ -29,6 +29,14 @@ class Settings:
     part_size_bytes: int = 8 * MIB
     # A worker holds a job for at most this long before another delivery may take it over.
     job_lease_seconds: int = 960
+    # Exports bigger than this go to Step Functions as parallel units; smaller ones are built by the worker.
+    fast_path_max_bytes: int = 512 * MIB
+    fast_path_max_records: int = 20_000
+    chunk_target_bytes: int = 2 * 1024 * MIB
+    chunk_max_records: int = 10_000
+    state_machine_arn: str = ""
+    # A Step Functions run holds its job this long (its execution timeout), then a sweeper may take it back.
+    execution_lease_seconds: int = 7200
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -44,6 +52,12 @@ class Settings:
             job_retention_days=_int("JOB_RETENTION_DAYS", 7),
             part_size_bytes=max(_int("EXPORT_PART_SIZE_BYTES", 8 * MIB), 5 * MIB),
             job_lease_seconds=_int("JOB_LEASE_SECONDS", 960),
+            fast_path_max_bytes=_int("FAST_PATH_MAX_BYTES", 512 * MIB),
+            fast_path_max_records=_int("FAST_PATH_MAX_RECORDS", 20_000),
+            chunk_target_bytes=_int("CHUNK_TARGET_BYTES", 2 * 1024 * MIB),
+            chunk_max_records=_int("CHUNK_MAX_RECORDS", 10_000),
+            state_machine_arn=env.get("EXPORT_STATE_MACHINE_ARN", ""),
+            execution_lease_seconds=_int("EXECUTION_LEASE_SECONDS", 7200),
         )
 
 

@@ -12,6 +12,8 @@ from data_export.settings import get_settings
 
 if TYPE_CHECKING:
     from data_export.export.builder import ExportBuilder
+    from data_export.export.chunked import ChunkedExport
+    from data_export.export.dispatch import ExportDispatcher
     from data_export.export.service import ExportService
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
 
@@ -77,7 +79,40 @@ def export_builder() -> ExportBuilder:
     )
 
 
+@cache
+def chunked_export() -> ChunkedExport:
+    from data_export.export.chunked import ChunkedExport
+
+    builder = export_builder()
+    return ChunkedExport(
+        jobs=builder.jobs,
+        org_data=builder.org_data,
+        api_keys=builder.api_keys,
+        assets=builder.assets,
+        exports=builder.exports,
+        settings=builder.settings,
+    )
+
+
+@cache
+def dispatcher() -> ExportDispatcher:
+    from data_export.export.dispatch import ExportDispatcher
+
+    return ExportDispatcher(
+        builder=export_builder(), stepfunctions=client("stepfunctions"), settings=get_settings()
+    )
+
+
 def reset() -> None:
     """Forget clients and services (tests and the local stack use it when the environment changes)."""
-    for cached in (client, org_data, api_keys, export_service, export_builder, get_settings):
+    for cached in (
+        client,
+        org_data,
+        api_keys,
+        export_service,
+        export_builder,
+        chunked_export,
+        dispatcher,
+        get_settings,
+    ):
         cached.cache_clear()

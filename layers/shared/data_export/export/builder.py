@@ -18,16 +18,16 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from data_export.export.entries import ArchiveEntries, open_entries
-from data_export.export.sections import MissingAsset, SectionFolder, export_record
+from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import JobStatus, SectionReport
 from data_export.naming import safe_slug
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
-from data_export.storage.objects import Asset, AssetStore, ExportStore
+from data_export.storage.objects import AssetStore, ExportStore
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
-from data_export.yaml_emit import dump_document, dump_record
+from data_export.yaml_emit import dump_document
 
 logger = Logger(child=True)
 
@@ -148,31 +148,32 @@ class ExportBuilder:
         missing: list[MissingAsset] = []
         last_save = time.monotonic()
 
-        def write_asset(path: str, asset: Asset) -> None:
-            entries.add_asset(f"{top}/{path}", asset)
+        def save_now_and_then() -> None:
+            nonlocal last_save
+            if time.monotonic() - last_save >= PROGRESS_INTERVAL_SECONDS:
+                self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
+                last_save = time.monotonic()
 
         for report in job.sections:
             report.status = JobStatus.PROCESSING
             self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
-            folder = SectionFolder(report.key)
-            missing_before = len(missing)
+            section_missing: list[MissingAsset] = []
+            records = self._records(job.organization_id, report.key)
             try:
-                for record in self._records(job.organization_id, report.key):
-                    exported, binaries = export_record(folder, record, self.assets.open, write_asset, missing)
-                    entries.add_file(
-                        f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported)
-                    )
-                    report.record_count += 1
-                    report.binary_count += binaries
-                    if time.monotonic() - last_save >= PROGRESS_INTERVAL_SECONDS:
-                        self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
-                        last_save = time.monotonic()
+                write_section(
+                    entries,
+                    top,
+                    SectionFolder(report.key),
+                    records,
+                    self.assets.open,
+                    report,
+                    section_missing,
+                    save_now_and_then,
+                )
             except Exception as exc:
                 raise SectionFailedError(report.key, exc) from exc
-            newly_missing = missing[missing_before:]
-            if newly_missing:
-                names = ", ".join(f"{m.record_id}/{m.field}/{m.filename}" for m in newly_missing)
-                report.error = f"{len(newly_missing)} missing asset(s) not in the archive: {names}"
+            missing.extend(section_missing)
+            report.error = missing_summary(section_missing)
             report.status = JobStatus.COMPLETED
             self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
             last_save = time.monotonic()
@@ -182,22 +183,27 @@ class ExportBuilder:
         organization = (
             self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
         )
-        return dump_document(
-            {
-                "format_version": job.format_version,
-                "job_id": job.job_id,
-                "archive_format": job.archive_format.value,
-                "organization": {
-                    "id": job.organization_id,
-                    "name": organization.get("name"),
-                    "slug": organization.get("slug"),
-                },
-                "requested_at": job.created_at.isoformat(),
-                "generated_at": self.clock().isoformat(),
-                "sections": [section.model_dump(mode="json") for section in job.sections],
-                "missing_assets": [
-                    {"section": m.section, "record_id": m.record_id, "field": m.field, "filename": m.filename}
-                    for m in missing
-                ],
-            }
-        )
+        return dump_document(manifest_document(job, organization, missing, self.clock()))
+
+
+def manifest_document(
+    job: Job, organization: dict[str, Any], missing: list[MissingAsset], generated_at: datetime
+) -> dict[str, Any]:
+    """manifest.yaml: what the archive is, and the same sections inventory as the API."""
+    return {
+        "format_version": job.format_version,
+        "job_id": job.job_id,
+        "archive_format": job.archive_format.value,
+        "organization": {
+            "id": job.organization_id,
+            "name": organization.get("name"),
+            "slug": organization.get("slug"),
+        },
+        "requested_at": job.created_at.isoformat(),
+        "generated_at": generated_at.isoformat(),
+        "sections": [section.model_dump(mode="json") for section in job.sections],
+        "missing_assets": [
+            {"section": m.section, "record_id": m.record_id, "field": m.field, "filename": m.filename}
+            for m in missing
+        ],
+    }

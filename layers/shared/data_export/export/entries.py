@@ -7,7 +7,7 @@ from typing import Protocol
 
 from data_export.archive import Writable
 from data_export.archive.tar import TarGzStreamWriter
-from data_export.archive.zip import ZipStreamWriter
+from data_export.archive.zip import ZipEntry, ZipStreamWriter
 from data_export.models import ArchiveFormat
 from data_export.settings import MIB
 from data_export.storage.objects import Asset
@@ -21,6 +21,9 @@ class ArchiveEntries(Protocol):
     def add_file(self, name: str, data: bytes) -> None: ...
     def add_asset(self, name: str, asset: Asset) -> None: ...
     def close(self) -> None: ...
+    def close_chunk(self) -> list[ZipEntry]:
+        """Finish a unit of a chunked build: no zip central directory, no tar end; zip returns its entries."""
+        ...
 
 
 class ZipEntries:
@@ -40,6 +43,10 @@ class ZipEntries:
     def close(self) -> None:
         self._writer.close()
 
+    def close_chunk(self) -> list[ZipEntry]:
+        self._writer.close(central_directory=False)
+        return list(self._writer.entries)
+
 
 class TarGzEntries:
     def __init__(self, sink: Writable, mtime: datetime) -> None:
@@ -54,6 +61,10 @@ class TarGzEntries:
 
     def close(self) -> None:
         self._writer.close()
+
+    def close_chunk(self) -> list[ZipEntry]:
+        self._writer.close(end_of_archive=False)
+        return []
 
 
 def open_entries(archive_format: ArchiveFormat, sink: Writable, mtime: datetime) -> ArchiveEntries:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from data_export.naming import UniqueNames, safe_component
+from data_export.export.entries import ArchiveEntries
+from data_export.export.plan import record_stem
+from data_export.models import SectionReport
+from data_export.naming import UniqueNames
 from data_export.storage.layout import BINARY_FIELDS
 from data_export.storage.objects import Asset
+from data_export.yaml_emit import dump_record
 
 
 @dataclass
@@ -24,16 +28,21 @@ class SectionFolder:
     """Allocates safe, unique archive paths inside one section's folder."""
 
     key: str
+    # Stems settled by the plan for records whose default name collides with another's (see export.plan).
+    renamed: dict[str, str] = field(default_factory=dict)
     names: UniqueNames = field(default_factory=UniqueNames)
     subfolders: dict[str, UniqueNames] = field(default_factory=dict)
+
+    def _stem(self, record_id: str) -> str:
+        return self.renamed.get(record_id) or record_stem(record_id)
 
     def record_file(self, record_id: str) -> str:
         if self.key == "organization":
             return f"{self.key}/{self.names.allocate('organization.yaml')}"
-        return f"{self.key}/{self.names.allocate(safe_component(record_id, fallback='record') + '.yaml')}"
+        return f"{self.key}/{self.names.allocate(self._stem(record_id) + '.yaml')}"
 
     def binary_folder(self, record_id: str) -> str:
-        return f"{self.key}/{self.names.allocate(safe_component(record_id, fallback='record'))}"
+        return f"{self.key}/{self.names.allocate(self._stem(record_id))}"
 
     def binary_file(self, folder: str, filename: str) -> str:
         names = self.subfolders.setdefault(folder, UniqueNames())
@@ -82,3 +91,34 @@ def export_record(
             out.append(exported_ref)
         exported[name] = out if is_list else out[0]
     return exported, written
+
+
+def write_section(
+    entries: ArchiveEntries,
+    top: str,
+    folder: SectionFolder,
+    records: Iterable[dict[str, Any]],
+    open_asset: AssetOpener,
+    report: SectionReport,
+    missing: list[MissingAsset],
+    on_record: Callable[[], None] = lambda: None,
+) -> None:
+    """Write records (YAML) and their binaries under ``top/``, counting them in ``report``."""
+
+    def write_asset(path: str, asset: Asset) -> None:
+        entries.add_asset(f"{top}/{path}", asset)
+
+    for record in records:
+        exported, binaries = export_record(folder, record, open_asset, write_asset, missing)
+        entries.add_file(f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported))
+        report.record_count += 1
+        report.binary_count += binaries
+        on_record()
+
+
+def missing_summary(missing: Sequence[MissingAsset]) -> str | None:
+    """A section's error line for the assets it could not include (None when there are none)."""
+    if not missing:
+        return None
+    names = ", ".join(f"{m.record_id}/{m.field}/{m.filename}" for m in missing)
+    return f"{len(missing)} missing asset(s) not in the archive: {names}"

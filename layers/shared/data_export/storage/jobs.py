@@ -26,7 +26,7 @@ class JobRepository:
     def create(self, job: Job) -> None:
         self._client.put_item(
             TableName=self._table,
-            Item=to_item(job.model_dump(mode="json")),
+            Item=to_item(job.model_dump(mode="json", exclude={"units_done"})),  # a string set, added per unit
             ConditionExpression="attribute_not_exists(job_id)",
         )
 
@@ -123,3 +123,35 @@ class JobRepository:
             "#status = :processing AND #attempt_id = :attempt",
             {":processing": JobStatus.PROCESSING.value, ":attempt": attempt_id},
         )
+
+    def count_unit(
+        self, job: Job, *, attempt_id: str, unit_id: str, section_index: int, records: int, binaries: int
+    ) -> bool:
+        """Add a built unit's counts to its section, once per unit however often the unit is retried."""
+        section = f"sections[{section_index}]"
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key=self._key(job.organization_id, job.job_id),
+                UpdateExpression=(
+                    f"SET {section}.record_count = {section}.record_count + :records, "
+                    f"{section}.binary_count = {section}.binary_count + :binaries, "
+                    f"{section}.#status = :processing ADD units_done :unit_set"
+                ),
+                ConditionExpression=(
+                    "#status = :processing AND #attempt_id = :attempt"
+                    " AND (attribute_not_exists(units_done) OR NOT contains(units_done, :unit_id))"
+                ),
+                ExpressionAttributeNames={"#status": "status", "#attempt_id": "attempt_id"},
+                ExpressionAttributeValues={
+                    ":records": {"N": str(records)},
+                    ":binaries": {"N": str(binaries)},
+                    ":processing": {"S": JobStatus.PROCESSING.value},
+                    ":attempt": {"S": attempt_id},
+                    ":unit_id": {"S": unit_id},
+                    ":unit_set": {"SS": [unit_id]},
+                },
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,6 +13,8 @@ from data_export.settings import MIB
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
+
+    from data_export.storage.concat import SourceObject
 
 READ_CHUNK = 1 * MIB
 MAX_PARTS = 10_000
@@ -131,6 +133,42 @@ class ExportStore:
     def start_upload(self, key: str, content_type: str, *, part_size: int) -> MultipartWriter:
         upload = self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)
         return MultipartWriter(self._client, self._bucket, key, upload["UploadId"], part_size=part_size)
+
+    def create_upload(self, key: str, content_type: str) -> str:
+        return self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)[
+            "UploadId"
+        ]
+
+    def concatenate(self, sources: Sequence[SourceObject], tail: bytes, key: str, upload_id: str) -> int:
+        """Complete ``upload_id`` as the sources' bytes followed by ``tail``, copied server-side."""
+        from data_export.storage.concat import concatenate  # concat builds on this module's limits
+
+        parts, stats = concatenate(
+            self._client, bucket=self._bucket, sources=sources, tail=tail, target_key=key, upload_id=upload_id
+        )
+        self._client.complete_multipart_upload(
+            Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
+        )
+        return stats.size
+
+    def put_bytes(self, key: str, data: bytes) -> None:
+        self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
+
+    def get_bytes(self, key: str) -> bytes:
+        return self._client.get_object(Bucket=self._bucket, Key=key)["Body"].read()
+
+    def delete_prefix(self, prefix: str) -> None:
+        paginator = self._client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+            if keys:
+                self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True})  # type: ignore[typeddict-item]
+
+    def abort_uploads_under(self, prefix: str) -> None:
+        paginator = self._client.get_paginator("list_multipart_uploads")
+        for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
+            for upload in page.get("Uploads", []):
+                self.abort_upload(upload["Key"], upload["UploadId"])
 
     def abort_upload(self, key: str, upload_id: str) -> None:
         with contextlib.suppress(self._client.exceptions.NoSuchUpload):  # already aborted or completed

@@ -18,13 +18,22 @@ class OrgDataRepository:
         self._client = client
         self._table = table
 
-    def iter_records(self, organization_id: str, section: str) -> Iterator[dict[str, Any]]:
-        """Every record of one section, in id order, a page at a time (constant memory)."""
+    def iter_records(
+        self, organization_id: str, section: str, first: str | None = None, last: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Records of one section in id order, a page at a time (constant memory); with ``first``/``last``
+        only the record ids in that inclusive range (a work unit of a big section)."""
+        if first is None or last is None:
+            condition = "organization_id = :org AND begins_with(record_key, :prefix)"
+            values = {":prefix": {"S": f"{section}#"}}
+        else:
+            condition = "organization_id = :org AND record_key BETWEEN :first AND :last"
+            values = {":first": {"S": record_key(section, first)}, ":last": {"S": record_key(section, last)}}
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
-            KeyConditionExpression="organization_id = :org AND begins_with(record_key, :prefix)",
-            ExpressionAttributeValues={":org": {"S": organization_id}, ":prefix": {"S": f"{section}#"}},
+            KeyConditionExpression=condition,
+            ExpressionAttributeValues={":org": {"S": organization_id}, **values},
             ProjectionExpression="#record",
             ExpressionAttributeNames={"#record": "record"},
         ):

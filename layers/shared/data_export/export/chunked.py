@@ -1,0 +1,243 @@
+"""The chunked build of big exports, driven by Step Functions: plan -> build units (Map) -> assemble,
+with a fail step that cleans up. Each step is idempotent, so Step Functions may retry any of them.
+
+- ``plan`` claims the job for the execution (its name is the run id) and cuts it into work units.
+- ``build_unit`` streams one unit's entries into a temporary object (zip: local entries without a central
+  directory; tar.gz: one gzip member without the end blocks) and stores the unit's index beside it. A retry
+  rewrites the same keys; the job's section counters take each unit once.
+- ``assemble`` concatenates the units server-side (S3 UploadPartCopy) and appends the tail: the manifest,
+  then the zip central directory with every entry's offset shifted by its unit's base (or the tar end).
+- ``fail`` aborts every multipart upload of the run, deletes its temporary objects and fails the job.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from data_export.archive.tar import TarGzStreamWriter
+from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
+from data_export.errors import JobOwnershipLostError
+from data_export.export.builder import archive_folder, manifest_document, utcnow
+from data_export.export.entries import open_entries
+from data_export.export.plan import WorkUnit, plan_units
+from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
+from data_export.jobs import Job
+from data_export.models import SECTION_KEYS, ArchiveFormat, JobStatus, SectionReport
+from data_export.settings import Settings
+from data_export.storage.concat import SourceObject
+from data_export.storage.jobs import JobRepository
+from data_export.storage.objects import AssetStore, ExportStore
+from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
+from data_export.yaml_emit import dump_document
+
+logger = Logger(child=True)
+
+
+@dataclass(frozen=True)
+class UnitIndex:
+    """What assembling needs to know of a built unit (stored as JSON beside its bytes)."""
+
+    unit_id: str
+    section: str
+    size: int
+    records: int
+    binaries: int
+    missing: list[dict[str, str]]
+    zip_entries: list[dict[str, Any]]
+
+
+@dataclass
+class ChunkedExport:
+    jobs: JobRepository
+    org_data: OrgDataRepository
+    api_keys: ApiKeyRepository
+    assets: AssetStore
+    exports: ExportStore
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+
+    # -- keys ----------------------------------------------------------------------------------------
+    @staticmethod
+    def run_prefix(job: Job, run_id: str) -> str:
+        return f"tmp/{job.organization_id}/{job.job_id}/{run_id}/"
+
+    def _unit_key(self, job: Job, run_id: str, unit_id: str) -> str:
+        return f"{self.run_prefix(job, run_id)}{unit_id}.part"
+
+    def _index_key(self, job: Job, run_id: str, unit_id: str) -> str:
+        return f"{self.run_prefix(job, run_id)}{unit_id}.index.json"
+
+    # -- steps ---------------------------------------------------------------------------------------
+    def plan(
+        self, organization_id: str, job_id: str, run_id: str, *, target_bytes: int, max_records: int
+    ) -> list[WorkUnit]:
+        job = self._job(organization_id, job_id)
+        if job.attempt_id != run_id:
+            now = self.clock()
+            lease_until = int(now.timestamp()) + self.settings.execution_lease_seconds
+            if not self.jobs.claim(job, attempt_id=run_id, now=now, lease_until=lease_until):
+                raise JobOwnershipLostError(f"job {job_id} is owned by another run")
+        sections = {key: self._records(organization_id, key) for key in SECTION_KEYS}
+        units = plan_units(sections, target_bytes=target_bytes, max_records=max_records)
+        reports = [SectionReport(key=key) for key in SECTION_KEYS]
+        if not self.jobs.save_progress(job, attempt_id=run_id, sections=reports, units_total=len(units)):
+            raise JobOwnershipLostError(f"job {job_id} is owned by another run")
+        logger.info("Export planned", extra={"job_id": job_id, "units": len(units)})
+        return units
+
+    def build_unit(self, organization_id: str, job_id: str, run_id: str, unit: WorkUnit) -> UnitIndex:
+        job = self._owned_job(organization_id, job_id, run_id)
+        key = self._unit_key(job, run_id, unit.unit_id)
+        sink = self.exports.start_upload(
+            key, "application/octet-stream", part_size=self.settings.part_size_bytes
+        )
+        report = SectionReport(key=unit.section)
+        missing: list[MissingAsset] = []
+        try:
+            entries = open_entries(job.archive_format, sink, job.created_at)
+            records = self._records(organization_id, unit.section, unit.first, unit.last)
+            folder = SectionFolder(unit.section, renamed=unit.names)
+            write_section(entries, archive_folder(job), folder, records, self.assets.open, report, missing)
+            zip_entries = entries.close_chunk()
+            size = sink.complete()
+        except BaseException:
+            sink.close_pool()
+            self.exports.abort_upload(key, sink.upload_id)
+            raise
+        index = UnitIndex(
+            unit_id=unit.unit_id,
+            section=unit.section,
+            size=size,
+            records=report.record_count,
+            binaries=report.binary_count,
+            missing=[asdict(m) for m in missing],
+            zip_entries=[asdict(entry) for entry in zip_entries],
+        )
+        self.exports.put_bytes(self._index_key(job, run_id, unit.unit_id), json.dumps(asdict(index)).encode())
+        self.jobs.count_unit(
+            job,
+            attempt_id=run_id,
+            unit_id=unit.unit_id,
+            section_index=SECTION_KEYS.index(unit.section),
+            records=report.record_count,
+            binaries=report.binary_count,
+        )
+        return index
+
+    def assemble(self, organization_id: str, job_id: str, run_id: str, unit_ids: list[str]) -> Job:
+        job = self._owned_job(organization_id, job_id, run_id)
+        indexes = [
+            UnitIndex(**json.loads(self.exports.get_bytes(self._index_key(job, run_id, unit_id))))
+            for unit_id in unit_ids
+        ]
+        job.sections = _section_reports(indexes)
+        missing = [MissingAsset(**m) for index in indexes for m in index.missing]
+        body_size = sum(index.size for index in indexes)
+        manifest = dump_document(manifest_document(job, self._organization(job), missing, self.clock()))
+        tail = _tail(job, indexes, manifest, body_size)
+        object_key = f"exports/{job.organization_id}/{job.job_id}/{run_id}/{job.output_filename}"
+        upload_id = self.exports.create_upload(object_key, job.archive_format.content_type)
+        if not self.jobs.save_progress(job, attempt_id=run_id, object_key=object_key, upload_id=upload_id):
+            self.exports.abort_upload(object_key, upload_id)
+            raise JobOwnershipLostError(f"job {job_id} is owned by another run")
+        sources = [SourceObject(self._unit_key(job, run_id, index.unit_id), index.size) for index in indexes]
+        size = self.exports.concatenate(sources, tail, object_key, upload_id)
+        job.object_key, job.status, job.completed_at = object_key, JobStatus.COMPLETED, self.clock()
+        if not self.jobs.finish(
+            job,
+            attempt_id=run_id,
+            status=JobStatus.COMPLETED,
+            sections=job.sections,
+            completed_at=job.completed_at,
+            file_size_bytes=size,
+        ):
+            self.exports.delete(object_key)
+            raise JobOwnershipLostError(f"job {job_id} is owned by another run")
+        job.file_size_bytes = size
+        self.exports.delete_prefix(self.run_prefix(job, run_id))
+        logger.info("Export assembled", extra={"job_id": job_id, "units": len(indexes), "size": size})
+        return job
+
+    def fail(self, organization_id: str, job_id: str, run_id: str, message: str) -> None:
+        job = self.jobs.get(organization_id, job_id)
+        if job is None:
+            return
+        for prefix in (self.run_prefix(job, run_id), f"exports/{job.organization_id}/{job.job_id}/{run_id}/"):
+            self.exports.abort_uploads_under(prefix)
+            self.exports.delete_prefix(prefix)
+        for section in job.sections:
+            if section.status is not JobStatus.COMPLETED:
+                section.status = JobStatus.FAILED
+        self.jobs.finish(
+            job,
+            attempt_id=run_id,
+            status=JobStatus.FAILED,
+            sections=job.sections,
+            completed_at=self.clock(),
+            error=message,
+        )
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def _job(self, organization_id: str, job_id: str) -> Job:
+        job = self.jobs.get(organization_id, job_id)
+        if job is None:
+            raise JobOwnershipLostError(f"job {job_id} does not exist")
+        return job
+
+    def _owned_job(self, organization_id: str, job_id: str, run_id: str) -> Job:
+        job = self._job(organization_id, job_id)
+        if job.status is not JobStatus.PROCESSING or job.attempt_id != run_id:
+            raise JobOwnershipLostError(f"job {job_id} is not being built by run {run_id}")
+        return job
+
+    def _organization(self, job: Job) -> dict[str, Any]:
+        return self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
+
+    def _records(
+        self, organization_id: str, section: str, first: str | None = None, last: str | None = None
+    ) -> Iterator[dict[str, Any]]:
+        if section == "api_keys":
+            return self.api_keys.iter_metadata(organization_id)
+        return self.org_data.iter_records(organization_id, section, first, last)
+
+
+def _section_reports(indexes: list[UnitIndex]) -> list[SectionReport]:
+    reports = {key: SectionReport(key=key, status=JobStatus.COMPLETED) for key in SECTION_KEYS}
+    for index in indexes:
+        report = reports[index.section]
+        report.record_count += index.records
+        report.binary_count += index.binaries
+    for key, report in reports.items():
+        report.error = missing_summary(
+            [MissingAsset(**m) for index in indexes if index.section == key for m in index.missing]
+        )
+    return list(reports.values())
+
+
+def _tail(job: Job, indexes: list[UnitIndex], manifest: bytes, body_size: int) -> bytes:
+    """The bytes after the units: the manifest entry, then the zip central directory or the tar end."""
+    tail = io.BytesIO()
+    mtime = job.created_at.timestamp()
+    name = f"{archive_folder(job)}/manifest.yaml"
+    if job.archive_format is ArchiveFormat.TAR_GZ:
+        tar = TarGzStreamWriter(tail)
+        tar.add_bytes(name, manifest, mtime=mtime)
+        tar.close(end_of_archive=True)
+        return tail.getvalue()
+    entries: list[ZipEntry] = []
+    base = 0
+    for index in indexes:
+        entries.extend(ZipEntry(**entry).shifted(base) for entry in index.zip_entries)
+        base += index.size
+    writer = ZipStreamWriter(tail, offset=body_size)
+    entries.append(writer.add_bytes(name, manifest, mtime=mtime))
+    writer.close(central_directory=False)
+    write_central_directory(tail, entries, cd_offset=writer.offset)
+    return tail.getvalue()

@@ -1,0 +1,125 @@
+"""Splitting an export into work units that each finish well inside one Lambda's 15 minutes.
+
+A unit is a contiguous range of one section's records (in id order). The plan reads every record once to
+estimate its weight (YAML plus the sizes of its binaries), so a section of 50,000 products with 250,000
+images becomes units of about ``target_bytes`` each, built in parallel and retried alone. It also settles
+the archive names of records whose ids would collide once case-folded, which no single unit could see."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from data_export.models import SECTION_KEYS
+from data_export.naming import UniqueNames, collision_key, safe_component
+from data_export.storage.layout import BINARY_FIELDS
+
+UNSPLIT_SECTIONS = frozenset({"organization", "api_keys"})
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    unit_id: str  # sorts in archive order: "<section index>-<section>-<unit index>"
+    section: str
+    first: str | None = None  # first and last record id of the range; None: the whole section
+    last: str | None = None
+    records: int = 0
+    estimated_bytes: int = 0
+    # Archive names for the few records whose default name collides with another record's.
+    names: dict[str, str] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> WorkUnit:
+        return cls(**data)
+
+
+def unit_name(section_index: int, section: str, unit_index: int) -> str:
+    return f"{section_index:02d}-{section}-{unit_index:05d}"
+
+
+def record_weight(record: dict[str, Any], section: str) -> int:
+    """Bytes a record adds to the archive, roughly: its YAML plus its binaries."""
+    weight = len(json.dumps(record, separators=(",", ":")))
+    for name, is_list in BINARY_FIELDS.get(section, {}).items():
+        value = record.get(name)
+        refs = (value if is_list else [value]) if value else []
+        weight += sum(int(ref.get("size_bytes") or 0) for ref in refs if isinstance(ref, dict))
+    return weight
+
+
+def record_stem(record_id: str) -> str:
+    return safe_component(record_id, fallback="record")
+
+
+def colliding_names(record_ids: Iterable[str]) -> dict[str, str]:
+    """The record ids whose archive stem must differ from the default, and the stem they get."""
+    names = UniqueNames()
+    renamed: dict[str, str] = {}
+    for record_id in record_ids:
+        stem = names.allocate(record_stem(record_id))
+        if stem != record_stem(record_id):
+            renamed[record_id] = stem
+    return renamed
+
+
+def plan_section(
+    section: str, index: int, records: Iterable[dict[str, Any]], *, target_bytes: int, max_records: int
+) -> Iterator[WorkUnit]:
+    """Cut one section's records (in id order) into units of about target_bytes or max_records."""
+    ids: list[str] = []
+    first: str | None = None
+    last = ""
+    count = weight = unit_index = 0
+    units: list[WorkUnit] = []  # with explicit bounds; the bounds are dropped below if there is only one
+    for record in records:
+        record_id = str(record.get("id", ""))
+        ids.append(record_id)
+        if first is None:
+            first = record_id
+        last = record_id
+        count += 1
+        weight += record_weight(record, section)
+        if weight >= target_bytes or count >= max_records:
+            units.append(WorkUnit(unit_name(index, section, unit_index), section, first, last, count, weight))
+            unit_index += 1
+            first, count, weight = None, 0, 0
+    if first is not None:
+        units.append(WorkUnit(unit_name(index, section, unit_index), section, first, last, count, weight))
+    renamed = colliding_names(ids) if len({collision_key(record_stem(i)) for i in ids}) < len(ids) else {}
+    whole_section = len(units) == 1
+    for unit in units:
+        names = {rid: stem for rid, stem in renamed.items() if (unit.first or "") <= rid <= (unit.last or "")}
+        yield WorkUnit(
+            unit.unit_id,
+            section,
+            None if whole_section else unit.first,
+            None if whole_section else unit.last,
+            unit.records,
+            unit.estimated_bytes,
+            names,
+        )
+
+
+def plan_units(
+    sections: Mapping[str, Iterable[dict[str, Any]]], *, target_bytes: int, max_records: int
+) -> list[WorkUnit]:
+    """Units for every section, in archive order (a section without records has none)."""
+    units: list[WorkUnit] = []
+    for index, section in enumerate(SECTION_KEYS):
+        # API keys come from another table's index and the profile is one record: never split them.
+        whole = section in UNSPLIT_SECTIONS
+        units.extend(
+            plan_section(
+                section,
+                index,
+                sections[section],
+                target_bytes=2**62 if whole else target_bytes,
+                max_records=2**62 if whole else max_records,
+            )
+        )
+    return units
