@@ -43,6 +43,15 @@ class LambdaContext:
         return self.timeout_seconds * 1000
 
 
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Replace ${Name} with values[Name] (DefinitionSubstitutions); leave other text as it is."""
+
+    def value(match: re.Match[str]) -> str:
+        return values.get(match.group(1), match.group(0))
+
+    return _SUB_VARIABLE.sub(value, text)
+
+
 class LocalStack:
     def __init__(
         self,
@@ -60,11 +69,14 @@ class LocalStack:
         self.physical: dict[str, str] = {}  # logical id -> name (or queue URL)
         self.arns: dict[str, str] = {}
         self.functions = {spec.logical_id: spec for spec in self.template.functions()}
+        for logical_id in self.functions:
+            self.arns[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}"
         self._handlers: dict[str, Handler] = {}
         # One lock per function: like one warm Lambda container, a handler serves one event at a time.
         self._locks = {name: threading.Lock() for name in self.functions}
         self._extra_environment = extra_environment or {}
         self._server: Any = None
+        self._lambda_service: Any = None
         self.endpoint_url = ""
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -87,6 +99,7 @@ class LocalStack:
             }
         )
         os.environ.pop("AWS_PROFILE", None)
+        self._start_lambda_service()
         self._create_resources()
         os.environ.update(self.function_environment())
         os.environ.update(self._extra_environment)
@@ -96,6 +109,9 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self._lambda_service is not None:
+            self._lambda_service.stop()
+            self._lambda_service = None
         if self._server is not None:
             self._server.stop()
             self._server = None
@@ -110,6 +126,24 @@ class LocalStack:
         import boto3
 
         return boto3.client(service, endpoint_url=self.endpoint_url, region_name=REGION)  # type: ignore[call-overload]
+
+    def _start_lambda_service(self) -> None:
+        """moto's Step Functions engine invokes Lambda at localhost:$MOTO_PORT: serve Invoke there with the
+        functions in-process, and pass every other call through to moto."""
+        from data_export_cli.lambda_service import LambdaService, enable_stepfunctions_execution
+
+        self._lambda_service = LambdaService(self._invoke_by_name, self.endpoint_url, host=self.host).start()
+        os.environ["MOTO_PORT"] = str(self._lambda_service.port)
+        enable_stepfunctions_execution(self.endpoint_url)
+        logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)  # it logs whole states
+
+    def _invoke_by_name(self, name: str, payload: Any) -> Any:
+        from data_export_cli.lambda_service import FunctionNotFoundError
+
+        for logical_id in self.functions:
+            if self._name(logical_id) == name:
+                return self.invoke(logical_id, payload)
+        raise FunctionNotFoundError(name)
 
     # -- resources ---------------------------------------------------------------------------------
     def _name(self, logical_id: str, *, lowercase: bool = False) -> str:
@@ -166,6 +200,25 @@ class LocalStack:
                 )
             self.physical[logical_id] = name
             self.arns[logical_id] = f"arn:aws:s3:::{name}"
+        self._create_state_machines()
+
+    def _create_state_machines(self) -> None:
+        sfn = self.client("stepfunctions")
+        for logical_id, resource in self.template.of_type("AWS::Serverless::StateMachine").items():
+            props = resource.get("Properties", {})
+            name = str(self.resolve(props.get("Name", self._name(logical_id))))
+            substitutions = {
+                key: str(self.resolve(value))
+                for key, value in props.get("DefinitionSubstitutions", {}).items()
+            }
+            definition = substitute(json.dumps(props["Definition"]), substitutions)
+            arn = sfn.create_state_machine(
+                name=name,
+                definition=definition,
+                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+                type=props.get("Type", "STANDARD"),
+            )["stateMachineArn"]
+            self.physical[logical_id] = self.arns[logical_id] = arn
 
     def resolve(self, value: Any) -> Any:
         """Resolve the intrinsic functions the template uses for wiring: Ref, GetAtt, Sub."""
@@ -233,7 +286,9 @@ class LocalStack:
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}",
         )
         handler = self.handler(logical_id)
-        with self._locks[logical_id]:
+        if not spec.routes and not spec.queues:
+            return handler(event, context)  # a Step Functions task: Map runs many at once, as Lambda does
+        with self._locks[logical_id]:  # API and queue handlers keep per-event state in their module
             return handler(event, context)
 
     def function_for_queue(self, queue_logical_id: str) -> tuple[str, int] | None:

@@ -21,10 +21,14 @@ ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 LAYER_REQUIREMENTS = ROOT / "layers" / "shared" / "requirements.txt"
 
-FUNCTIONS = {
-    "StartExportFunction": "functions/start_export/",
-    "GetExportFunction": "functions/get_export/",
-    "ExportWorkerFunction": "functions/export_worker/",
+FUNCTIONS = {  # logical id: (CodeUri, Handler)
+    "StartExportFunction": ("functions/start_export/", "app.lambda_handler"),
+    "GetExportFunction": ("functions/get_export/", "app.lambda_handler"),
+    "ExportWorkerFunction": ("functions/export_worker/", "app.lambda_handler"),
+    "ExportPlanFunction": ("functions/export_steps/", "app.plan"),
+    "ExportBuildUnitFunction": ("functions/export_steps/", "app.build_unit"),
+    "ExportAssembleFunction": ("functions/export_steps/", "app.assemble"),
+    "ExportFailFunction": ("functions/export_steps/", "app.fail"),
 }
 API_ROUTES = {
     ("StartExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "post"),
@@ -70,8 +74,48 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
         ("s3:ListMultipartUploadParts", "ExportsBucket", "exports/*"),
         ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+        ("states:StartExecution", "ExportStateMachine"),
+    },
+    "ExportPlanFunction": {
+        ("dynamodb:Query", "OrgDataTable"),
+        ("dynamodb:Query", "ApiKeysTable", f"index/{API_KEYS_BY_ORGANIZATION_INDEX}"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+    },
+    "ExportBuildUnitFunction": {
+        ("dynamodb:Query", "OrgDataTable"),
+        ("dynamodb:Query", "ApiKeysTable", f"index/{API_KEYS_BY_ORGANIZATION_INDEX}"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("s3:GetObject", "AssetsBucket", "*"),
+        ("s3:ListBucket", "AssetsBucket"),
+        ("s3:PutObject", "ExportsBucket", "tmp/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+    },
+    "ExportAssembleFunction": {
+        ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("s3:GetObject", "ExportsBucket", "tmp/*"),
+        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
+        ("s3:PutObject", "ExportsBucket", "exports/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+        ("s3:ListBucket", "ExportsBucket"),
+    },
+    "ExportFailFunction": {
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("s3:ListBucket", "ExportsBucket"),
+        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
     },
 }
+# The state machine's ARN, written out from its Name (a !Ref from the worker would be a dependency cycle).
+STATE_MACHINE_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-export"
 # What the local stack can resolve (see the template's header comment).
 RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub"}
 RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName"}
@@ -119,8 +163,15 @@ def resources(template: dict[str, Any]) -> dict[str, Any]:
 
 
 def function_properties(template: dict[str, Any], name: str) -> dict[str, Any]:
-    """A function's properties with the template's Globals applied, as SAM does (the function wins)."""
-    return {**template["Globals"]["Function"], **template["Resources"][name]["Properties"]}
+    """A function's properties with the template's Globals applied, as SAM does (the function wins;
+    environment variables are merged)."""
+    globals_ = template["Globals"]["Function"]
+    own = template["Resources"][name]["Properties"]
+    variables = {
+        **globals_.get("Environment", {}).get("Variables", {}),
+        **own.get("Environment", {}).get("Variables", {}),
+    }
+    return {**globals_, **own, "Environment": {"Variables": variables}}
 
 
 def as_list(value: Any) -> list[Any]:
@@ -179,8 +230,7 @@ def test_function_runs_python313_on_arm64_with_the_shared_layer(template: dict[s
     assert properties["Architectures"] == ["arm64"]
     assert properties["Tracing"] == "Active"
     assert properties["Layers"] == [{"Ref": "SharedLayer"}]
-    assert properties["CodeUri"] == FUNCTIONS[name]
-    assert properties["Handler"] == "app.lambda_handler"
+    assert (properties["CodeUri"], properties["Handler"]) == FUNCTIONS[name]
 
 
 def test_shared_layer_is_built_for_python313_arm64(resources: dict[str, Any]) -> None:
@@ -404,7 +454,10 @@ def test_exports_expire_and_abandoned_uploads_are_aborted(
 
 def test_every_function_gets_the_settings_environment(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
-        assert function_properties(template, name)["Environment"]["Variables"] == ENVIRONMENT
+        variables = function_properties(template, name)["Environment"]["Variables"]
+        extra = {"EXPORT_STATE_MACHINE_ARN"} if name == "ExportWorkerFunction" else set()
+        assert {key: value for key, value in variables.items() if key not in extra} == ENVIRONMENT
+        assert extra <= set(variables)
     assert template["Parameters"]["DownloadUrlTtlSeconds"]["Default"] == 3600
 
 
@@ -436,6 +489,8 @@ def grant_target(resource: Any) -> tuple[str, ...]:
         assert resource["Fn::GetAtt"][1] == "Arn"
         return (resource["Fn::GetAtt"][0],)
     if isinstance(resource, dict) and "Fn::Sub" in resource:
+        if resource["Fn::Sub"] == STATE_MACHINE_ARN:
+            return ("ExportStateMachine",)
         match = re.fullmatch(
             r"arn:aws:(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
             resource["Fn::Sub"],
@@ -563,3 +618,38 @@ def test_sam_build_packs_the_layer_for_python313_arm64(tmp_path: Path) -> None:
     assert list((packages / "isal").glob("*.cpython-313-aarch64-linux-gnu.so"))
     for name in FUNCTIONS:
         assert (build_dir / name).is_dir()
+
+
+def test_state_machine_retries_transient_errors_and_fails_cleanly(resources: dict[str, Any]) -> None:
+    machine = resources["ExportStateMachine"]["Properties"]
+    assert machine["Name"] == {"Fn::Sub": "${AWS::StackName}-export"}
+    assert (
+        resources["ExportWorkerFunction"]["Properties"]["Environment"]["Variables"][
+            "EXPORT_STATE_MACHINE_ARN"
+        ]
+    ) == {"Fn::Sub": STATE_MACHINE_ARN}
+    states = machine["Definition"]["States"]
+    tasks = {
+        "Plan": states["Plan"],
+        "BuildUnit": states["BuildUnits"]["ItemProcessor"]["States"]["BuildUnit"],
+        "Assemble": states["Assemble"],
+        "Fail": states["Fail"],
+    }
+    for name, task in tasks.items():
+        retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
+        assert {"TransientExportError", "Lambda.ServiceException", "States.Timeout"} <= retried, name
+        assert all(retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 3 for retry in task["Retry"]), name
+    for name in ("Plan", "BuildUnits", "Assemble"):
+        assert states[name]["Catch"] == [
+            {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Fail"}
+        ]
+    assert states["Fail"]["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
+    substitutions = machine["DefinitionSubstitutions"]
+    for key, function in (
+        ("PlanFunctionArn", "ExportPlanFunction"),
+        ("BuildUnitFunctionArn", "ExportBuildUnitFunction"),
+        ("AssembleFunctionArn", "ExportAssembleFunction"),
+        ("FailFunctionArn", "ExportFailFunction"),
+    ):
+        assert substitutions[key] == {"Fn::GetAtt": [function, "Arn"]}
+        assert {"LambdaInvokePolicy": {"FunctionName": {"Ref": function}}} in machine["Policies"]

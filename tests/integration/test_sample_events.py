@@ -6,21 +6,33 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from data_export.models import ErrorResponse, ExportJobResponse
+import pytest
+from data_export import wiring
+from data_export.errors import JobOwnershipLostError
+from data_export.jobs import Job
+from data_export.models import ArchiveFormat, ErrorResponse, ExportJobResponse, JobStatus
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+SAMPLE_JOB = "Q7vWk3Qx9mHc2NbY5sLeTp"
+ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
 
 def load(name: str) -> dict[str, Any]:
     return dict(json.loads((EVENTS / name).read_text()))
 
 
+def event_file(spec: Any) -> str:
+    folder, handler = spec.module.split(".")[-2], spec.handler
+    return f"{folder}.json" if handler == "lambda_handler" else f"{folder}_{handler}.json"
+
+
 def test_every_function_has_a_sample_event(stack: Any) -> None:
-    folders = {spec.module.split(".")[-2] for spec in stack.functions.values()}
-    assert folders == {path.stem for path in EVENTS.glob("*.json")}
+    expected = {event_file(spec) for spec in stack.functions.values()}
+    assert expected == {path.name for path in EVENTS.glob("*.json")}
 
 
 def test_start_export_event(stack: Any) -> None:
@@ -29,7 +41,7 @@ def test_start_export_event(stack: Any) -> None:
     job = ExportJobResponse.model_validate_json(response["body"])
     assert job.status == "pending"
     assert response["multiValueHeaders"]["Location"] == [
-        f"/live/dashboard/api/v1/data-export/eHcFM2wk4RdyYG8yMrTGbQ/{job.job_id}"
+        f"/live/dashboard/api/v1/data-export/{ACME}/{job.job_id}"
     ]
 
 
@@ -42,6 +54,37 @@ def test_get_export_event_for_a_job_that_does_not_exist_here(stack: Any) -> None
 def test_export_worker_event(stack: Any) -> None:
     response = stack.invoke("ExportWorkerFunction", load("export_worker.json"))
     assert response == {"batchItemFailures": []}
+
+
+def test_step_events_drive_a_whole_chunked_build(stack: Any) -> None:
+    """The step samples, in order, on a job with the samples' ids: plan, every unit, assemble."""
+    with pytest.raises(JobOwnershipLostError):  # no such job yet
+        stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))
+    job = Job.new(
+        organization_id=ACME,
+        job_id=SAMPLE_JOB,
+        archive_format=ArchiveFormat.ZIP,
+        output_filename=f"acme-coffee-export-{SAMPLE_JOB}.zip",
+        created_at=datetime.now(UTC),
+        retention_days=7,
+    )
+    wiring.export_builder().jobs.create(job)
+    units = stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))["units"]
+    sample_unit = load("export_steps_build_unit.json")["unit"]
+    assert units[0] == sample_unit
+    with pytest.raises(Exception, match="units built"):  # the sample lists one unit: never a partial archive
+        stack.invoke("ExportAssembleFunction", load("export_steps_assemble.json"))
+    for unit in units:
+        built = stack.invoke(
+            "ExportBuildUnitFunction", {**load("export_steps_build_unit.json"), "unit": unit}
+        )
+        assert built["unit_id"] == unit["unit_id"] and built["size"] > 0
+    result = stack.invoke("ExportAssembleFunction", {**load("export_steps_assemble.json"), "units": units})
+    assert result["status"] == "completed" and result["file_size_bytes"] > 7_000_000
+    assert wiring.export_service().get(ACME, SAMPLE_JOB).status is JobStatus.COMPLETED
+    # The fail sample on a finished job changes nothing.
+    stack.invoke("ExportFailFunction", load("export_steps_fail.json"))
+    assert wiring.export_service().get(ACME, SAMPLE_JOB).status is JobStatus.COMPLETED
 
 
 def test_local_invoke_command(tmp_path: Path) -> None:

@@ -41,6 +41,10 @@ class JobOwnershipLostError(Exception):
     """This build run no longer owns the job (another run took it, or it is gone): stop, change nothing."""
 
 
+class IncompleteBuildError(Exception):
+    """Assembling was asked for before every planned unit of the build was built."""
+
+
 class TransientExportError(Exception):
     """A failure worth retrying (throttling, timeouts, S3 5xx); Step Functions retries on this name."""
 

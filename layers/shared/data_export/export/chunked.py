@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger
 
 from data_export.archive.tar import TarGzStreamWriter
 from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
-from data_export.errors import JobOwnershipLostError
+from data_export.errors import IncompleteBuildError, JobOwnershipLostError
 from data_export.export.builder import archive_folder, manifest_document, utcnow
 from data_export.export.entries import open_entries
 from data_export.export.plan import WorkUnit, plan_units
@@ -133,6 +133,11 @@ class ChunkedExport:
 
     def assemble(self, organization_id: str, job_id: str, run_id: str, unit_ids: list[str]) -> Job:
         job = self._owned_job(organization_id, job_id, run_id)
+        if len(unit_ids) != job.units_total or set(unit_ids) != job.units_done:
+            # Never complete an archive that lacks a planned unit, whatever the caller passes.
+            raise IncompleteBuildError(
+                f"{len(job.units_done)} of {job.units_total} units built; asked to assemble {len(unit_ids)}"
+            )
         indexes = [
             UnitIndex(**json.loads(self.exports.get_bytes(self._index_key(job, run_id, unit_id))))
             for unit_id in unit_ids
