@@ -158,7 +158,7 @@ def _amount(value: Any) -> Any:
         isinstance(value, str) and _DECIMAL.fullmatch(value)
     ):
         return value
-    raise ValueError("must be a non-negative decimal, as a string like \"21.50\" or a number")
+    raise ValueError('must be a non-negative decimal, as a string like "21.50" or a number')
 
 
 def _format(value: int) -> int:
@@ -386,8 +386,10 @@ class _FixtureLoader(_BaseLoader):
             if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 if key_node.value in seen:
                     raise yaml.constructor.ConstructorError(
-                        "while constructing a mapping", node.start_mark,
-                        f"found duplicate key {key_node.value!r}", key_node.start_mark,
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"found duplicate key {key_node.value!r}",
+                        key_node.start_mark,
                     )
                 seen.add(key_node.value)
         return super().construct_mapping(node, deep)
@@ -595,11 +597,13 @@ def seed_stores(
             for record in organization.records(section):
                 stored, record_assets = _stored_record(fixture, organization.id, section, record)
                 assets.extend(record_assets)
-                record_items.append({
-                    "organization_id": {"S": organization.id},
-                    "record_key": {"S": record_key(section, record.id)},
-                    "record": {"S": _json(stored)},
-                })
+                record_items.append(
+                    {
+                        "organization_id": {"S": organization.id},
+                        "record_key": {"S": record_key(section, record.id)},
+                        "record": {"S": _json(stored)},
+                    }
+                )
                 counts[section] += 1
         for api_key in organization.api_keys:
             key_items.append(_api_key_item(organization.id, api_key))
