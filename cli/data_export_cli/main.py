@@ -39,11 +39,12 @@ def _start_stack(seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0)
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from data_export_cli.gateway import ApiGateway
-    from data_export_cli.worker import QueuePoller
+    from data_export_cli.worker import QueuePoller, Scheduler
 
     stack = _start_stack(args.seed, host=args.host, moto_port=args.moto_port)
     gateway = ApiGateway(stack, args.host, args.port).start()
     poller = QueuePoller(stack).start()
+    scheduler = Scheduler(stack).start()
     stopped = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
@@ -52,6 +53,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(json.dumps({"api_url": gateway.url, "aws_endpoint_url": stack.endpoint_url}), flush=True)
     stopped.wait()
     print("stopping", file=sys.stderr)
+    scheduler.stop()
     poller.stop()
     gateway.stop()
     stack.stop()

@@ -43,6 +43,20 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
         return body
 
 
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> int:
+    """Seconds between runs of a `rate(N unit)` schedule (the local stack runs no cron expressions)."""
+    match = _RATE.fullmatch(expression.strip())
+    if match is None:
+        raise ValueError(
+            f"unsupported schedule {expression!r}: the local stack runs rate(N minutes|hours|days)"
+        )
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
+
+
 @dataclass(frozen=True)
 class ApiRoute:
     method: str
@@ -60,6 +74,7 @@ class FunctionSpec:
     memory_size: int
     routes: tuple[ApiRoute, ...] = ()
     queues: tuple[tuple[str, int], ...] = ()  # (queue logical id, batch size)
+    schedules: tuple[int, ...] = ()  # seconds between runs, from Schedule events' rate(...)
 
 
 @dataclass
@@ -87,7 +102,7 @@ class Template:
             }
             code_dir = str(props["CodeUri"]).strip("/").replace("/", ".")
             module_name, handler = str(props["Handler"]).rsplit(".", 1)
-            routes, queues = [], []
+            routes, queues, schedules = [], [], []
             for event in props.get("Events", {}).values():
                 event_props = event.get("Properties", {})
                 if event.get("Type") == "Api":
@@ -98,6 +113,8 @@ class Template:
                     queue = event_props["Queue"]
                     queue_id = queue["Fn::GetAtt"][0] if isinstance(queue, dict) else str(queue)
                     queues.append((queue_id, int(event_props.get("BatchSize", 10))))
+                elif event.get("Type") == "Schedule":
+                    schedules.append(rate_seconds(str(event_props["Schedule"])))
             specs.append(
                 FunctionSpec(
                     logical_id=logical_id,
@@ -108,6 +125,7 @@ class Template:
                     memory_size=int(props.get("MemorySize", 128)),
                     routes=tuple(routes),
                     queues=tuple(queues),
+                    schedules=tuple(schedules),
                 )
             )
         return specs

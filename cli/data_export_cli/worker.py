@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from data_export_cli.stack import REGION, LocalStack
+from data_export_cli.stack import ACCOUNT_ID, REGION, LocalStack
 
 logger = Logger(service="data-export-local")
 
@@ -88,3 +90,48 @@ class QueuePoller:
                 if not self._stop.is_set():
                     logger.exception("Polling failed", extra={"queue": queue_id})
                     self._stop.wait(1)
+
+
+class Scheduler:
+    """A local EventBridge schedule: invokes each function with a Schedule event every `rate(...)`."""
+
+    def __init__(self, stack: LocalStack) -> None:
+        self.stack = stack
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> Scheduler:
+        for spec in self.stack.functions.values():
+            for seconds in spec.schedules:
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(spec.logical_id, seconds),
+                    name=f"schedule-{spec.logical_id}",
+                    daemon=True,
+                )
+                thread.start()
+                self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self, function_id: str, seconds: int) -> None:
+        while not self._stop.wait(seconds):
+            event = {
+                "version": "0",
+                "id": str(uuid.uuid4()),
+                "detail-type": "Scheduled Event",
+                "source": "aws.events",
+                "account": ACCOUNT_ID,
+                "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "region": REGION,
+                "resources": [f"arn:aws:events:{REGION}:{ACCOUNT_ID}:rule/{function_id}"],
+                "detail": {},
+            }
+            try:
+                self.stack.invoke(function_id, event)
+            except Exception:
+                logger.exception("Scheduled function failed", extra={"function": function_id})

@@ -29,6 +29,8 @@ FUNCTIONS = {  # logical id: (CodeUri, Handler)
     "ExportBuildUnitFunction": ("functions/export_steps/", "app.build_unit"),
     "ExportAssembleFunction": ("functions/export_steps/", "app.assemble"),
     "ExportFailFunction": ("functions/export_steps/", "app.fail"),
+    "ExportSweeperFunction": ("functions/export_sweeper/", "app.sweep"),
+    "ExportDeadLetterFunction": ("functions/export_sweeper/", "app.dead_letter"),
 }
 API_ROUTES = {
     ("StartExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "post"),
@@ -113,9 +115,34 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
         ("s3:DeleteObject", "ExportsBucket", "exports/*"),
     },
+    "ExportSweeperFunction": {
+        ("dynamodb:Query", "JobsTable", "index/by_open"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("sqs:SendMessage", "ExportQueue"),
+        ("states:DescribeExecution", "ExportStateMachine", "executions"),
+        ("s3:ListBucket", "ExportsBucket"),
+        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+    },
+    "ExportDeadLetterFunction": {
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("states:DescribeExecution", "ExportStateMachine", "executions"),
+        ("s3:ListBucket", "ExportsBucket"),
+        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
+        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+    },
 }
 # The state machine's ARN, written out from its Name (a !Ref from the worker would be a dependency cycle).
 STATE_MACHINE_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-export"
+EXECUTIONS_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-export:*"
 # What the local stack can resolve (see the template's header comment).
 RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub"}
 RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName"}
@@ -455,7 +482,12 @@ def test_exports_expire_and_abandoned_uploads_are_aborted(
 def test_every_function_gets_the_settings_environment(template: dict[str, Any]) -> None:
     for name in FUNCTIONS:
         variables = function_properties(template, name)["Environment"]["Variables"]
-        extra = {"EXPORT_STATE_MACHINE_ARN"} if name == "ExportWorkerFunction" else set()
+        uses_state_machine = name in (
+            "ExportWorkerFunction",
+            "ExportSweeperFunction",
+            "ExportDeadLetterFunction",
+        )
+        extra = {"EXPORT_STATE_MACHINE_ARN"} if uses_state_machine else set()
         assert {key: value for key, value in variables.items() if key not in extra} == ENVIRONMENT
         assert extra <= set(variables)
     assert template["Parameters"]["DownloadUrlTtlSeconds"]["Default"] == 3600
@@ -491,6 +523,8 @@ def grant_target(resource: Any) -> tuple[str, ...]:
     if isinstance(resource, dict) and "Fn::Sub" in resource:
         if resource["Fn::Sub"] == STATE_MACHINE_ARN:
             return ("ExportStateMachine",)
+        if resource["Fn::Sub"] == EXECUTIONS_ARN:
+            return ("ExportStateMachine", "executions")
         match = re.fullmatch(
             r"arn:aws:(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
             resource["Fn::Sub"],

@@ -87,6 +87,15 @@ def test_step_events_drive_a_whole_chunked_build(stack: Any) -> None:
     assert wiring.export_service().get(ACME, SAMPLE_JOB).status is JobStatus.COMPLETED
 
 
+def test_sweeper_events(stack: Any) -> None:
+    report = stack.invoke("ExportSweeperFunction", load("export_sweeper_sweep.json"))
+    assert set(report) == {"requeued", "failed", "alive"}
+    # The sample dead letter names the samples' job; after the step samples ran it is finished: kept as is.
+    assert stack.invoke("ExportDeadLetterFunction", load("export_sweeper_dead_letter.json")) == {
+        "batchItemFailures": []
+    }
+
+
 def test_local_invoke_command(tmp_path: Path) -> None:
     result = subprocess.run(
         [

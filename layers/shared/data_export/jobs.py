@@ -15,6 +15,8 @@ from data_export.models import (
     SectionReport,
 )
 
+OPEN_MARKER = "open"
+
 
 class Job(BaseModel):
     organization_id: str
@@ -37,6 +39,9 @@ class Job(BaseModel):
     # Chunked builds: how many work units the plan made, and which are built.
     units_total: int = 0
     units_done: set[str] = set()
+    # Present only while the job is pending or processing: the sparse index the sweeper reads.
+    open_marker: str | None = OPEN_MARKER
+    requeued: int = 0
     expires_ttl: int
 
     @classmethod

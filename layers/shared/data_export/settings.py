@@ -37,6 +37,8 @@ class Settings:
     state_machine_arn: str = ""
     # A Step Functions run holds its job this long (its execution timeout), then a sweeper may take it back.
     execution_lease_seconds: int = 7200
+    # A job still pending after this long lost its queue message: it is queued again once, then failed.
+    pending_grace_seconds: int = 900
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -58,6 +60,7 @@ class Settings:
             chunk_max_records=_int("CHUNK_MAX_RECORDS", 10_000),
             state_machine_arn=env.get("EXPORT_STATE_MACHINE_ARN", ""),
             execution_lease_seconds=_int("EXECUTION_LEASE_SECONDS", 7200),
+            pending_grace_seconds=_int("PENDING_GRACE_SECONDS", 900),
         )
 
 

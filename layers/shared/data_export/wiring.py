@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from data_export.export.chunked import ChunkedExport
     from data_export.export.dispatch import ExportDispatcher
     from data_export.export.service import ExportService
+    from data_export.export.sweeper import JobSweeper
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
 
 
@@ -103,6 +104,21 @@ def dispatcher() -> ExportDispatcher:
     )
 
 
+@cache
+def sweeper() -> JobSweeper:
+    from data_export.export.sweeper import JobSweeper
+    from data_export.storage.queue import ExportQueue
+
+    builder, settings = export_builder(), get_settings()
+    return JobSweeper(
+        jobs=builder.jobs,
+        queue=ExportQueue(client("sqs"), settings.export_queue_url),
+        exports=builder.exports,
+        stepfunctions=client("stepfunctions"),
+        settings=settings,
+    )
+
+
 def reset() -> None:
     """Forget clients and services (tests and the local stack use it when the environment changes)."""
     for cached in (
@@ -113,6 +129,7 @@ def reset() -> None:
         export_builder,
         chunked_export,
         dispatcher,
+        sweeper,
         get_settings,
     ):
         cached.cache_clear()

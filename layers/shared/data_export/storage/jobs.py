@@ -3,12 +3,14 @@ so two workers can never both build it and a late worker cannot overwrite a newe
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from data_export.jobs import Job
+from data_export.jobs import OPEN_MARKER, Job
 from data_export.models import JobStatus, SectionReport
 from data_export.storage.dynamo import from_item, to_item
+from data_export.storage.layout import JOBS_OPEN_INDEX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -114,6 +116,7 @@ class JobRepository:
             "error": error,
             "upload_id": None,
             "lease_until": None,
+            "open_marker": None,
         }
         if attempt_id is None:
             return self._update(job, values, "#status = :pending", {":pending": JobStatus.PENDING.value})
@@ -155,3 +158,46 @@ class JobRepository:
         except self._client.exceptions.ConditionalCheckFailedException:
             return False
         return True
+
+    def iter_open(self) -> Iterator[Job]:
+        """Every pending or processing job, across organizations (the sparse by_open index)."""
+        paginator = self._client.get_paginator("query")
+        for page in paginator.paginate(
+            TableName=self._table,
+            IndexName=JOBS_OPEN_INDEX,
+            KeyConditionExpression="open_marker = :open",
+            ExpressionAttributeValues={":open": {"S": OPEN_MARKER}},
+        ):
+            for item in page["Items"]:
+                yield Job.model_validate(from_item(item))
+
+    def mark_requeued(self, job: Job) -> bool:
+        """Record that a lost pending job was queued again (once)."""
+        return self._update(
+            job,
+            {"requeued": job.requeued + 1},
+            "#status = :pending AND #requeued = :seen",
+            {":pending": JobStatus.PENDING.value, ":seen": job.requeued},
+        )
+
+    def fail_abandoned(self, job: Job, *, now: datetime, sections: list[SectionReport], error: str) -> bool:
+        """Fail a job nobody builds: pending, or processing by the attempt found dead (not a newer one)."""
+        values: dict[str, Any] = {
+            "status": JobStatus.FAILED.value,
+            "sections": [section.model_dump(mode="json") for section in sections],
+            "completed_at": now.isoformat(),
+            "error": error,
+            "upload_id": None,
+            "lease_until": None,
+            "open_marker": None,
+        }
+        return self._update(
+            job,
+            values,
+            "#status = :pending OR (#status = :processing AND #attempt_id = :attempt)",
+            {
+                ":pending": JobStatus.PENDING.value,
+                ":processing": JobStatus.PROCESSING.value,
+                ":attempt": job.attempt_id or "",
+            },
+        )

@@ -19,6 +19,8 @@ from __future__ import annotations
 RECORD_SECTIONS = ("organization", "members", "brands", "products", "offers", "locations")
 API_KEYS_BY_ORGANIZATION_INDEX = "by_organization"
 JOBS_BY_CREATED_AT_INDEX = "by_created_at"
+# Sparse: only jobs still pending or processing carry its key (open_marker).
+JOBS_OPEN_INDEX = "by_open"
 
 # Fields of each section that hold binaries: field name -> True when it holds a list of binaries.
 BINARY_FIELDS: dict[str, dict[str, bool]] = {

@@ -1,0 +1,114 @@
+"""No export stays stuck: a scheduled sweep finds jobs that stopped making progress and either resumes
+them (a pending job whose queue message was lost is queued once more) or fails them with a reason and
+cleans up after them. The dead-letter consumer does the same for a request that failed repeatedly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from aws_lambda_powertools import Logger
+
+from data_export.export.builder import utcnow
+from data_export.jobs import Job
+from data_export.models import ExportRequestMessage, JobStatus
+from data_export.settings import Settings
+from data_export.storage.jobs import JobRepository
+from data_export.storage.objects import ExportStore
+from data_export.storage.queue import ExportQueue
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
+
+logger = Logger(child=True)
+
+NEVER_STARTED = "The export was never started (its request was lost); please request it again"
+INTERRUPTED = "The export stopped making progress (its build was interrupted); please request it again"
+DEAD_LETTER = "The export could not be started: its request failed repeatedly; please request it again"
+
+
+@dataclass
+class SweepReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    alive: int = 0
+
+
+@dataclass
+class JobSweeper:
+    jobs: JobRepository
+    queue: ExportQueue
+    exports: ExportStore
+    stepfunctions: SFNClient
+    settings: Settings
+    clock: Callable[[], datetime] = utcnow
+
+    def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = self.clock()
+        for job in self.jobs.iter_open():
+            if job.status is JobStatus.PENDING:
+                if (now - job.created_at).total_seconds() < self.settings.pending_grace_seconds:
+                    report.alive += 1
+                elif job.requeued == 0 and self.jobs.mark_requeued(job):
+                    self.queue.send(
+                        ExportRequestMessage(organization_id=job.organization_id, job_id=job.job_id)
+                    )
+                    report.requeued.append(job.job_id)
+                elif self._fail(job, now, NEVER_STARTED):
+                    report.failed.append(job.job_id)
+            elif self._is_alive(job, now):
+                report.alive += 1
+            elif self._fail(job, now, INTERRUPTED):
+                report.failed.append(job.job_id)
+        if report.requeued or report.failed:
+            logger.warning(
+                "Stuck exports handled", extra={"requeued": report.requeued, "failed": report.failed}
+            )
+        return report
+
+    def fail_dead_letter(self, organization_id: str, job_id: str) -> bool:
+        """A request the worker failed on repeatedly: fail its job unless a live build owns it."""
+        job = self.jobs.get(organization_id, job_id)
+        if job is None or job.is_finished:
+            return False
+        now = self.clock()
+        if job.status is JobStatus.PROCESSING and self._is_alive(job, now):
+            return False
+        return self._fail(job, now, DEAD_LETTER)
+
+    def _is_alive(self, job: Job, now: datetime) -> bool:
+        """A Step Functions run is alive while its execution runs (an aborted or timed-out execution never
+        reached its Fail step); a worker's build, while its lease runs (longer than a Lambda can)."""
+        run_by_step_functions = bool(
+            job.attempt_id and self.settings.state_machine_arn and job.attempt_id.startswith(job.job_id)
+        )
+        if not run_by_step_functions:
+            return job.lease_until is not None and job.lease_until > now.timestamp()
+        execution_arn = (
+            f"{self.settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{job.attempt_id}"
+        )
+        try:
+            status = self.stepfunctions.describe_execution(executionArn=execution_arn)["status"]
+        except self.stepfunctions.exceptions.ExecutionDoesNotExist:
+            return False
+        return status == "RUNNING"
+
+    def _fail(self, job: Job, now: datetime, reason: str) -> bool:
+        sections = [
+            section.model_copy(update={"status": JobStatus.FAILED})
+            if section.status is JobStatus.PROCESSING
+            else section
+            for section in job.sections
+        ]
+        if not self.jobs.fail_abandoned(job, now=now, sections=sections, error=reason):
+            return False  # it moved on meanwhile: someone owns it again, or it finished
+        for prefix in (
+            f"tmp/{job.organization_id}/{job.job_id}/",
+            f"exports/{job.organization_id}/{job.job_id}/",
+        ):
+            self.exports.abort_uploads_under(prefix)
+            self.exports.delete_prefix(prefix)
+        return True

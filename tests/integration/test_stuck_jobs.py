@@ -1,0 +1,128 @@
+"""No job is left stuck: the sweeper and the dead-letter consumer against the real stores on moto. The
+sweeper's clock is moved forward instead of waiting; its queue is a real SQS queue of its own, so that no
+worker of the test session picks the re-queued message up."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from data_export import wiring
+from data_export.export.sweeper import DEAD_LETTER, INTERRUPTED, NEVER_STARTED, JobSweeper
+from data_export.ids import new_id
+from data_export.jobs import Job
+from data_export.models import ArchiveFormat, JobStatus
+from data_export.storage.queue import ExportQueue
+
+ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
+
+
+def new_job(created_at: datetime) -> Job:
+    job_id = new_id()
+    job = Job.new(
+        organization_id=ACME,
+        job_id=job_id,
+        archive_format=ArchiveFormat.ZIP,
+        output_filename=f"acme-coffee-export-{job_id}.zip",
+        created_at=created_at,
+        retention_days=7,
+    )
+    wiring.export_builder().jobs.create(job)
+    return job
+
+
+@pytest.fixture
+def queue_url(stack: Any) -> str:
+    return str(stack.client("sqs").create_queue(QueueName=f"sweeper-test-{new_id()}")["QueueUrl"])
+
+
+def sweeper_at(stack: Any, queue_url: str, now: datetime) -> JobSweeper:
+    return dataclasses.replace(
+        wiring.sweeper(), queue=ExportQueue(stack.client("sqs"), queue_url), clock=lambda: now
+    )
+
+
+def messages(stack: Any, queue_url: str) -> list[dict[str, Any]]:
+    received = stack.client("sqs").receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+    )
+    return [json.loads(message["Body"]) for message in received.get("Messages", [])]
+
+
+def status(job: Job) -> Job:
+    return wiring.export_service().get(ACME, job.job_id)
+
+
+def test_a_lost_pending_job_is_queued_again_once_then_failed(stack: Any, queue_url: str) -> None:
+    now = datetime.now(UTC)
+    job = new_job(now - timedelta(hours=1))
+    fresh = new_job(now)
+    report = sweeper_at(stack, queue_url, now).sweep()
+    assert job.job_id in report.requeued and fresh.job_id not in report.requeued + report.failed
+    assert messages(stack, queue_url) == [{"organization_id": ACME, "job_id": job.job_id}]
+    assert status(job).status is JobStatus.PENDING and status(job).requeued == 1
+    report = sweeper_at(stack, queue_url, now + timedelta(minutes=5)).sweep()
+    assert job.job_id in report.failed
+    failed = status(job)
+    assert failed.status is JobStatus.FAILED and failed.error == NEVER_STARTED
+    assert messages(stack, queue_url) == []
+    assert job.job_id not in {open_job.job_id for open_job in wiring.export_builder().jobs.iter_open()}
+
+
+def test_a_worker_build_whose_lease_ran_out_is_failed_and_cleaned_up(stack: Any, queue_url: str) -> None:
+    now = datetime.now(UTC)
+    job = new_job(now)
+    jobs, s3 = wiring.export_builder().jobs, stack.client("s3")
+    assert jobs.claim(job, attempt_id="worker-attempt", now=now, lease_until=int(now.timestamp()) + 960)
+    key = f"exports/{ACME}/{job.job_id}/worker-attempt/{job.output_filename}"
+    upload = s3.create_multipart_upload(Bucket=stack.physical["ExportsBucket"], Key=key)
+    jobs.save_progress(job, attempt_id="worker-attempt", object_key=key, upload_id=upload["UploadId"])
+    assert job.job_id not in sweeper_at(stack, queue_url, now + timedelta(minutes=5)).sweep().failed  # alive
+    report = sweeper_at(stack, queue_url, now + timedelta(minutes=17)).sweep()
+    assert job.job_id in report.failed
+    assert status(job).status is JobStatus.FAILED and status(job).error == INTERRUPTED
+    uploads = s3.list_multipart_uploads(
+        Bucket=stack.physical["ExportsBucket"], Prefix=f"exports/{ACME}/{job.job_id}/"
+    )
+    assert uploads.get("Uploads", []) == []
+
+
+def test_a_step_functions_run_whose_execution_is_gone_is_failed(stack: Any, queue_url: str) -> None:
+    now = datetime.now(UTC)
+    job = new_job(now)
+    # Claimed by an execution named after the job, with a long lease, but no such execution runs.
+    assert wiring.export_builder().jobs.claim(
+        job, attempt_id=job.job_id, now=now, lease_until=int(now.timestamp()) + 7200
+    )
+    report = sweeper_at(stack, queue_url, now + timedelta(minutes=1)).sweep()
+    assert job.job_id in report.failed
+    assert status(job).error == INTERRUPTED
+
+
+def test_dead_lettered_requests_fail_their_jobs(stack: Any) -> None:
+    now = datetime.now(UTC)
+    pending, finished = new_job(now), new_job(now)
+    wiring.export_builder().build(ACME, finished.job_id)
+    body = [{"organization_id": ACME, "job_id": job.job_id} for job in (pending, finished)]
+    event = {
+        "Records": [
+            {
+                "messageId": f"m{i}",
+                "receiptHandle": f"r{i}",
+                "body": json.dumps(b),
+                "attributes": {},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.arns["ExportDeadLetterQueue"],
+                "awsRegion": "us-east-1",
+            }
+            for i, b in enumerate(body)
+        ]
+    }
+    assert stack.invoke("ExportDeadLetterFunction", event) == {"batchItemFailures": []}
+    assert status(pending).status is JobStatus.FAILED and status(pending).error == DEAD_LETTER
+    assert status(finished).status is JobStatus.COMPLETED
