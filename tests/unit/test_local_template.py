@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from data_export_cli.stack import substitute
 from data_export_cli.template import Template, load_template, rate_seconds
 
