@@ -21,10 +21,11 @@ and bools, so ``ZipEntry(**dataclasses.asdict(entry))`` round-trips via JSON.
 from __future__ import annotations
 
 import calendar
+import functools
 import math
 import struct
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -32,6 +33,7 @@ from data_export.archive import (
     BatchingWriter,
     BytesLike,
     ContentMismatchError,
+    StoredBlockFramer,
     Writable,
     WriterBrokenError,
     check_entry_name,
@@ -66,10 +68,10 @@ _VERSION_ZIP64 = 45  # 4.5: Zip64
 _MADE_BY_UNIX = 3 << 8
 _REGULAR_FILE_0644 = (0o100000 | 0o644) << 16  # external attributes as unix mode
 
-_MAX_STORED_BLOCK = 0xFFFF
-_FULL_BLOCK_HEADER = struct.pack("<BHH", 0, _MAX_STORED_BLOCK, 0)  # BFINAL=0 BTYPE=00, LEN, NLEN=~LEN
-_FINAL_EMPTY_BLOCK = struct.pack("<BHH", 1, 0, 0xFFFF)
-_BLOCKS_PER_WRITE = 16  # ~1 MiB per sink write
+_MAX_STORED_BLOCK = StoredBlockFramer.MAX_BLOCK
+_FINAL_EMPTY_BLOCK = StoredBlockFramer.FINAL_EMPTY_BLOCK
+
+_SMALL_PAYLOAD = 16 << 10  # joined to its header: one write
 
 _DOS_EPOCH = calendar.timegm((1980, 1, 1, 0, 0, 0))
 _DOS_END = calendar.timegm((2107, 12, 31, 23, 59, 58))
@@ -125,9 +127,10 @@ class ZipStreamWriter:
         backend: DeflateBackend | None = None,
     ) -> None:
         self._out = BatchingWriter(sink, offset=offset)
-        self._level = level
         self._force_zip64 = force_zip64
         self._backend = backend or get_backend()
+        self._deflate = self._backend.deflater(level)
+        self._crc32: Callable[..., int] = self._backend.module.crc32  # the C function: no wrapper call
         self._entries: list[ZipEntry] = []
         self._in_entry = False  # stays True if an entry failed halfway
         self._closed = False
@@ -145,14 +148,34 @@ class ZipStreamWriter:
         """Add content held in memory: DEFLATED if ``compress`` and it helps, else STORED."""
         encoded = _encode_name(name)
         self._begin()
-        crc = self._backend.crc32(data)
+        crc = self._crc32(data)
         size = len(data)
         payload, method = data, METHOD_STORED
         if compress and size:
-            deflated = self._backend.deflate(data, self._level)
+            deflated = self._deflate(data)
             if len(deflated) < size:
                 payload, method = deflated, METHOD_DEFLATED
-        return self._write_known(encoded, name, payload, method=method, crc=crc, size=size, mtime=mtime)
+        header_offset = self._out.offset
+        zip64 = self._force_zip64 or size >= U32_MAX
+        seconds = _posix_seconds(mtime)
+        header = _local_header(
+            encoded,
+            flags=FLAG_UTF8,
+            method=method,
+            seconds=seconds,
+            crc=crc,
+            compressed=len(payload),
+            size=size,
+            zip64=zip64,
+        )
+        if len(payload) < _SMALL_PAYLOAD:
+            self._out.write(header + payload)  # records: one write per entry
+        else:
+            self._out.write(header)
+            self._out.write(payload)
+        return self._end(
+            ZipEntry(name, header_offset, crc, len(payload), size, method, seconds, FLAG_UTF8, zip64)
+        )
 
     def add_stored(
         self, name: str, chunks: Iterable[BytesLike], *, size: int, crc32: int, mtime: float
@@ -186,7 +209,7 @@ class ZipStreamWriter:
             written += len(chunk)
             if written > size:
                 raise ContentMismatchError(f"{name}: content is longer than the declared {size} bytes")
-            crc = self._backend.crc32(chunk, crc)
+            crc = self._crc32(chunk, crc)
             self._out.write(chunk)
         if written != size:
             raise ContentMismatchError(f"{name}: content is {written} bytes, {size} were declared")
@@ -227,7 +250,7 @@ class ZipStreamWriter:
             )
         )
         data_offset = self.offset
-        framer = _StoredBlockFramer(self._out)
+        framer = StoredBlockFramer(self._out)
         crc = size = 0
         for chunk in chunks:
             size += len(chunk)
@@ -235,9 +258,9 @@ class ZipStreamWriter:
                 raise ContentMismatchError(
                     f"{name}: content passes 4 GiB but size_hint was {size_hint}; pass size_hint=None"
                 )
-            crc = self._backend.crc32(chunk, crc)
+            crc = self._crc32(chunk, crc)
             framer.write(chunk)
-        framer.finish()
+        framer.finish(final=True)
         compressed_size = self.offset - data_offset
         descriptor = _DESCRIPTOR_64 if zip64 else _DESCRIPTOR_32
         self._out.write(descriptor.pack(_DESCRIPTOR_SIG, crc, compressed_size, size))
@@ -266,29 +289,6 @@ class ZipStreamWriter:
     ) -> None:
         if exc_type is None:
             self.close()
-
-    def _write_known(
-        self, encoded: bytes, name: str, payload: BytesLike, *, method: int, crc: int, size: int, mtime: float
-    ) -> ZipEntry:
-        header_offset = self.offset
-        zip64 = self._force_zip64 or size >= U32_MAX
-        seconds = _posix_seconds(mtime)
-        self._out.write(
-            _local_header(
-                encoded,
-                flags=FLAG_UTF8,
-                method=method,
-                seconds=seconds,
-                crc=crc,
-                compressed=len(payload),
-                size=size,
-                zip64=zip64,
-            )
-        )
-        self._out.write(payload)
-        return self._end(
-            ZipEntry(name, header_offset, crc, len(payload), size, method, seconds, FLAG_UTF8, zip64)
-        )
 
     def _begin(self) -> None:
         if self._closed:
@@ -349,47 +349,6 @@ def write_central_directory(
     return out.offset - cd_offset
 
 
-class _StoredBlockFramer:
-    """Frames raw bytes as deflate stored blocks (RFC 1951, 3.2.4), full 64 KiB blocks but the last."""
-
-    def __init__(self, out: BatchingWriter) -> None:
-        self._out = out
-        self._partial = bytearray()
-
-    def write(self, data: BytesLike) -> None:
-        view = memoryview(data).cast("B")
-        if self._partial:
-            taken = _MAX_STORED_BLOCK - len(self._partial)
-            self._partial += view[:taken]
-            view = view[taken:]
-            if len(self._partial) < _MAX_STORED_BLOCK:
-                return
-            self._emit(memoryview(self._partial))
-            self._partial = bytearray()
-        whole = len(view) - len(view) % _MAX_STORED_BLOCK
-        step = _BLOCKS_PER_WRITE * _MAX_STORED_BLOCK
-        for start in range(0, whole, step):
-            self._emit(view[start : min(start + step, whole)])
-        self._partial += view[whole:]
-
-    def finish(self) -> None:
-        if self._partial:
-            self._emit(memoryview(self._partial))
-        self._out.write(_FINAL_EMPTY_BLOCK)
-
-    def _emit(self, view: memoryview) -> None:
-        parts: list[BytesLike] = []
-        for start in range(0, len(view), _MAX_STORED_BLOCK):
-            block = view[start : start + _MAX_STORED_BLOCK]
-            size = len(block)
-            parts += (_FULL_BLOCK_HEADER if size == _MAX_STORED_BLOCK else _block_header(size), block)
-        self._out.write(b"".join(parts))
-
-
-def _block_header(size: int) -> bytes:
-    return struct.pack("<BHH", 0, size, ~size & 0xFFFF)
-
-
 def _encode_name(name: str) -> bytes:
     encoded = check_entry_name(name)
     if len(encoded) > U16_MAX:
@@ -401,30 +360,25 @@ def _posix_seconds(mtime: float) -> int:
     return math.floor(mtime)
 
 
-def _dos_time_date(seconds: int) -> tuple[int, int]:
+@functools.lru_cache(maxsize=64)  # entries of an export share one mtime
+def _time_fields(seconds: int) -> tuple[int, int, bytes]:
+    """DOS time, DOS date and the extended-timestamp extra field for ``seconds``."""
     t = time.gmtime(min(max(seconds, _DOS_EPOCH), _DOS_END))
-    return (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2), ((t.tm_year - 1980) << 9) | (
-        t.tm_mon << 5
-    ) | t.tm_mday
-
-
-def _timestamp_extra(seconds: int) -> bytes:
+    dos_time = (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2)
+    dos_date = ((t.tm_year - 1980) << 9) | (t.tm_mon << 5) | t.tm_mday
     # Same bytes in local and central headers: flags=1 (mtime only), signed 32-bit seconds.
-    if -(1 << 31) <= seconds < 1 << 31:
-        return struct.pack("<HHBi", _TIMESTAMP_TAG, 5, 1, seconds)
-    return b""
+    extra = struct.pack("<HHBi", _TIMESTAMP_TAG, 5, 1, seconds) if -(1 << 31) <= seconds < 1 << 31 else b""
+    return dos_time, dos_date, extra
 
 
 def _local_header(
     name: bytes, *, flags: int, method: int, seconds: int, crc: int, compressed: int, size: int, zip64: bool
 ) -> bytes:
-    extra = b""
+    dos_time, dos_date, extra = _time_fields(seconds)
     if zip64:
         # A local Zip64 field must hold both sizes; the classic fields then say "see Zip64".
-        extra = struct.pack("<HHQQ", _ZIP64_TAG, 16, size, compressed)
+        extra = struct.pack("<HHQQ", _ZIP64_TAG, 16, size, compressed) + extra
         compressed = size = U32_MAX
-    extra += _timestamp_extra(seconds)
-    dos_time, dos_date = _dos_time_date(seconds)
     version = _VERSION_ZIP64 if zip64 else _VERSION
     header = _LOCAL_HEADER.pack(
         _LOCAL_SIG, version, flags, method, dos_time, dos_date, crc, compressed, size, len(name), len(extra)
@@ -445,13 +399,14 @@ def _central_header(entry: ZipEntry, *, force_zip64: bool) -> bytes:
     if force_zip64 or offset >= U32_MAX:
         zip64_values.append(offset)
         offset = U32_MAX
-    extra = b""
+    dos_time, dos_date, extra = _time_fields(entry.mtime)
     if zip64_values:
-        extra = struct.pack(f"<HH{len(zip64_values)}Q", _ZIP64_TAG, 8 * len(zip64_values), *zip64_values)
-    extra += _timestamp_extra(entry.mtime)
+        zip64_extra = struct.pack(
+            f"<HH{len(zip64_values)}Q", _ZIP64_TAG, 8 * len(zip64_values), *zip64_values
+        )
+        extra = zip64_extra + extra
     name = entry.name.encode("utf-8")
     version = _VERSION_ZIP64 if zip64_values or entry.zip64_header else _VERSION
-    dos_time, dos_date = _dos_time_date(entry.mtime)
     header = _CENTRAL_HEADER.pack(
         _CENTRAL_SIG,
         _MADE_BY_UNIX | version,
