@@ -1,0 +1,142 @@
+"""Authorization follows the stores at once (no cache to outlive a demotion or a revocation), and answers
+reveal nothing about organizations or jobs the caller may not see."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from data_export.auth import hash_key
+from data_export.ids import new_id
+from data_export.settings import get_settings
+
+from tests.e2e.client import BASE, Reply, call
+from tests.security.helpers import CREATED_AT, new_key, organization, seed
+
+ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
+ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
+OTHER = "TpR7vWk3Qx9mHc2NbY5sLe"
+OTHER_KEY = "csb_8x6pjtsSB151CEvNQDVzoe4MtlgbXxMZ_fbb12fee"
+
+
+@pytest.fixture
+def team(stack: Any, tmp_path: Path) -> dict[str, Any]:
+    """A fresh organization with a manager whose user key (csu) may export."""
+    member_key = new_key("csu")
+    data = organization("Team", new_key())
+    manager = {
+        "id": new_id(),
+        "email": "manager@team.example",
+        "name": "Manager",
+        "role": "manager",
+        "joined_at": CREATED_AT,
+    }
+    data["members"].append(manager)
+    data["api_keys"].append(
+        {
+            "id": new_id(),
+            "name": "laptop",
+            "key": member_key,
+            "member_id": manager["id"],
+            "created_at": CREATED_AT,
+        }
+    )
+    seed(stack, tmp_path, data)
+    return {"organization_id": data["organization"]["id"], "member": manager, "key": member_key}
+
+
+def start(api_url: str, organization_id: str, key: str | None) -> Reply:
+    return call("POST", f"{api_url}{BASE}/{organization_id}", key)
+
+
+def set_member(stack: Any, organization_id: str, member: dict[str, Any] | None, member_id: str) -> None:
+    """Change (or, with None, remove) a member in the org-data store, as the platform would."""
+    dynamodb = stack.client("dynamodb")
+    table = get_settings().org_data_table
+    key = {"organization_id": {"S": organization_id}, "record_key": {"S": f"members#{member_id}"}}
+    if member is None:
+        dynamodb.delete_item(TableName=table, Key=key)
+    else:
+        dynamodb.put_item(TableName=table, Item={**key, "record": {"S": json.dumps(member)}})
+
+
+def test_a_demotion_takes_effect_on_the_next_request(api_url: str, stack: Any, team: dict[str, Any]) -> None:
+    organization_id, member = team["organization_id"], team["member"]
+    assert start(api_url, organization_id, team["key"]).status == 200
+    set_member(stack, organization_id, {**member, "role": "editor"}, member["id"])
+    reply = start(api_url, organization_id, team["key"])
+    assert reply.status == 403 and "role 'editor'" in reply.json()["message"]
+    set_member(stack, organization_id, {**member, "role": "owner"}, member["id"])
+    assert start(api_url, organization_id, team["key"]).status == 200
+
+
+def test_a_member_who_leaves_loses_access_at_once(api_url: str, stack: Any, team: dict[str, Any]) -> None:
+    assert start(api_url, team["organization_id"], team["key"]).status == 200
+    set_member(stack, team["organization_id"], None, team["member"]["id"])
+    assert start(api_url, team["organization_id"], team["key"]).status == 401
+
+
+def test_a_revoked_key_is_refused_on_the_next_request(api_url: str, stack: Any, team: dict[str, Any]) -> None:
+    assert start(api_url, team["organization_id"], team["key"]).status == 200
+    stack.client("dynamodb").update_item(
+        TableName=get_settings().api_keys_table,
+        Key={"key_hash": {"S": hash_key(team["key"])}},
+        UpdateExpression="SET is_active = :no",
+        ExpressionAttributeValues={":no": {"BOOL": False}},
+    )
+    reply = start(api_url, team["organization_id"], team["key"])
+    assert reply.status == 401 and "revoked" in reply.json()["message"]
+
+
+def test_a_member_cannot_claim_a_role_through_the_key_record(
+    api_url: str, stack: Any, team: dict[str, Any]
+) -> None:
+    """The role comes from the member record, never from the key: a 'role' on the key changes nothing."""
+    organization_id, member = team["organization_id"], team["member"]
+    set_member(stack, organization_id, {**member, "role": "billing"}, member["id"])
+    stack.client("dynamodb").update_item(
+        TableName=get_settings().api_keys_table,
+        Key={"key_hash": {"S": hash_key(team["key"])}},
+        UpdateExpression="SET #role = :owner",
+        ExpressionAttributeNames={"#role": "role"},
+        ExpressionAttributeValues={":owner": {"S": "owner"}},
+    )
+    assert start(api_url, organization_id, team["key"]).status == 403
+
+
+def _same_answer(first: Reply, second: Reply) -> None:
+    assert (first.status, first.body) == (second.status, second.body)
+
+
+def test_without_a_key_nothing_can_be_told_apart(api_url: str) -> None:
+    job = start(api_url, ACME, ACME_KEY).json()["job_id"]
+    unknown_org, unknown_job = new_id(), new_id()
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{ACME}/{job}"), call("GET", f"{api_url}{BASE}/{ACME}/{unknown_job}")
+    )
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{ACME}/{job}"), call("GET", f"{api_url}{BASE}/{unknown_org}/{job}")
+    )
+    _same_answer(start(api_url, ACME, None), start(api_url, unknown_org, None))
+    # A malformed key on a real job says no more than on a made-up one.
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{ACME}/{job}", "csb_forged"),
+        call("GET", f"{api_url}{BASE}/{unknown_org}/{unknown_job}", "csb_forged"),
+    )
+
+
+def test_another_organization_cannot_tell_existing_ids_from_made_up_ones(api_url: str) -> None:
+    job = start(api_url, ACME, ACME_KEY).json()["job_id"]
+    # Another tenant probing Acme's organization id and job id.
+    _same_answer(start(api_url, ACME, OTHER_KEY), start(api_url, new_id(), OTHER_KEY))
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{ACME}/{job}", OTHER_KEY),
+        call("GET", f"{api_url}{BASE}/{new_id()}/{job}", OTHER_KEY),
+    )
+    # Acme's job id under the prober's own organization: just an unknown job.
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{OTHER}/{job}", OTHER_KEY),
+        call("GET", f"{api_url}{BASE}/{OTHER}/{new_id()}", OTHER_KEY),
+    )
