@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 import yaml
 from data_export.settings import Settings
-from data_export.storage.layout import BINARY_FIELDS, RECORD_SECTIONS, asset_key, asset_ref, record_key
+from data_export.storage.layout import BINARY_FIELDS, RECORD_SECTIONS, asset_key, asset_ref, partition_key
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -599,8 +599,8 @@ def seed_stores(
                 assets.extend(record_assets)
                 record_items.append(
                     {
-                        "organization_id": {"S": organization.id},
-                        "record_key": {"S": record_key(section, record.id)},
+                        "partition": {"S": partition_key(organization.id, section)},
+                        "record_id": {"S": record.id},
                         "record": {"S": _json(stored)},
                     }
                 )

@@ -383,7 +383,7 @@ def test_alarms_watch_the_dead_letter_queue_and_worker_errors(resources: dict[st
 
 TABLE_KEYS = {
     "JobsTable": [("organization_id", "HASH"), ("job_id", "RANGE")],
-    "OrgDataTable": [("organization_id", "HASH"), ("record_key", "RANGE")],
+    "OrgDataTable": [("partition", "HASH"), ("record_id", "RANGE")],
     "ApiKeysTable": [("key_hash", "HASH")],
 }
 

@@ -1,4 +1,4 @@
-"""Seeding fixtures into the stores (moto in-process), read back with raw calls and the export's read side."""
+"""Seeding fixtures into the stores (the session's moto server), read back with raw calls and read side."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-import boto3
 import pytest
 import yaml
 from botocore.exceptions import ClientError
@@ -27,7 +26,6 @@ from data_export_cli.seed import (
     seed_file,
     seed_stores,
 )
-from moto import mock_aws
 from mypy_boto3_dynamodb import DynamoDBClient
 from mypy_boto3_dynamodb.type_defs import (
     AttributeDefinitionTypeDef,
@@ -102,40 +100,49 @@ def _create_stores(dynamodb: DynamoDBClient, s3: S3Client) -> None:
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=_strings("organization_id", "job_id", "created_at"),
         KeySchema=_key("organization_id", "job_id"),
-        LocalSecondaryIndexes=[{
-            "IndexName": JOBS_BY_CREATED_AT_INDEX,
-            "KeySchema": _key("organization_id", "created_at"),
-            "Projection": {"ProjectionType": "ALL"},
-        }],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": JOBS_BY_CREATED_AT_INDEX,
+                "KeySchema": _key("organization_id", "created_at"),
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
     )
     dynamodb.create_table(
         TableName=SETTINGS.org_data_table,
         BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=_strings("organization_id", "record_key"),
-        KeySchema=_key("organization_id", "record_key"),
+        AttributeDefinitions=_strings("partition", "record_id"),
+        KeySchema=_key("partition", "record_id"),
     )
     dynamodb.create_table(
         TableName=SETTINGS.api_keys_table,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=_strings("key_hash", "organization_id", "key_id"),
         KeySchema=_key("key_hash"),
-        GlobalSecondaryIndexes=[{
-            "IndexName": API_KEYS_BY_ORGANIZATION_INDEX,
-            "KeySchema": _key("organization_id", "key_id"),
-            "Projection": {"ProjectionType": "ALL"},
-        }],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": API_KEYS_BY_ORGANIZATION_INDEX,
+                "KeySchema": _key("organization_id", "key_id"),
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
     )
     s3.create_bucket(Bucket=SETTINGS.assets_bucket)
 
 
 @pytest.fixture
-def stores(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stores]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        s3 = boto3.client("s3", region_name="us-east-1")
-        _create_stores(dynamodb, s3)
-        yield Stores(dynamodb, s3)
+def stores(stack: Any) -> Iterator[Stores]:
+    """Empty stores of this test's own on the session's moto server (an in-process ``mock_aws`` would
+    reset that server's state for every other test on leaving)."""
+    dynamodb, s3 = stack.client("dynamodb"), stack.client("s3")
+    _create_stores(dynamodb, s3)
+    yield Stores(dynamodb, s3)
+    for table in (SETTINGS.jobs_table, SETTINGS.org_data_table, SETTINGS.api_keys_table):
+        dynamodb.delete_table(TableName=table)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=SETTINGS.assets_bucket):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=SETTINGS.assets_bucket, Key=item["Key"])
+    s3.delete_bucket(Bucket=SETTINGS.assets_bucket)
 
 
 @pytest.fixture
@@ -174,8 +181,12 @@ def test_a_product_with_images_has_asset_refs_and_objects(stores: Stores) -> Non
     present_key = f"{ACME}/products/{KETTLE}/images/0"
     missing_key = f"{ACME}/products/{KETTLE}/images/1"
     assert kettle["images"] == [
-        {"filename": "kettle.png", "content_type": "image/png", "asset_key": present_key,
-         "size_bytes": 120000},
+        {
+            "filename": "kettle.png",
+            "content_type": "image/png",
+            "asset_key": present_key,
+            "size_bytes": 120000,
+        },
         {"filename": "kettle-side.png", "content_type": "image/png", "asset_key": missing_key},
     ]
     assert kettle["attributes"] == {"capacity_l": 1.0, "material": "steel"}
@@ -190,12 +201,14 @@ def test_a_product_with_images_has_asset_refs_and_objects(stores: Stores) -> Non
 
     yirgacheffe = stores.record(ACME, "products", YIRGACHEFFE)
     assert [image["size_bytes"] for image in yirgacheffe["images"]] == [734003, 512000]
-    assert yirgacheffe["documents"] == [{
-        "filename": "spec sheet (2024).pdf",
-        "content_type": "application/pdf",
-        "asset_key": f"{ACME}/products/{YIRGACHEFFE}/documents/0",
-        "size_bytes": 91234,
-    }]
+    assert yirgacheffe["documents"] == [
+        {
+            "filename": "spec sheet (2024).pdf",
+            "content_type": "application/pdf",
+            "asset_key": f"{ACME}/products/{YIRGACHEFFE}/documents/0",
+            "size_bytes": 91234,
+        }
+    ]
     assert yirgacheffe["price"] == {"amount": "21.50", "currency": "CAD"}
 
 
@@ -246,7 +259,10 @@ def test_api_keys_are_stored_by_hash_with_their_metadata(stores: Stores) -> None
     members = OrgDataRepository(stores.dynamodb, SETTINGS.org_data_table)
     principal = authenticate(SAM_LAPTOP_KEY, keys, members, datetime.now(UTC))
     assert (principal.organization_id, principal.member_id, principal.role) == (
-        ACME, "zvfGEbias66aDjznrZTGk7", "manager")
+        ACME,
+        "zvfGEbias66aDjznrZTGk7",
+        "manager",
+    )
 
 
 def test_raw_keys_appear_nowhere_in_the_tables(stores: Stores) -> None:
@@ -286,8 +302,12 @@ def test_extra_keys_and_file_binaries_are_stored_verbatim(
     stored = stores.record(ACME, "brands", brand["id"])
     key = f"{ACME}/brands/{brand['id']}/logo/0"
     assert stored["loyalty"] == brand["loyalty"]
-    assert stored["logo"] == {"filename": logo_name, "content_type": "image/svg+xml", "asset_key": key,
-                              "size_bytes": 6}
+    assert stored["logo"] == {
+        "filename": logo_name,
+        "content_type": "image/svg+xml",
+        "asset_key": key,
+        "size_bytes": 6,
+    }
     assert stores.s3.get_object(Bucket=SETTINGS.assets_bucket, Key=key)["Body"].read() == b"<svg/>"
     assert summary.assets == 8
 
@@ -343,8 +363,12 @@ class ThrottledDynamoDB:
 def test_unprocessed_items_are_retried_until_written(stores: Stores) -> None:
     throttled = ThrottledDynamoDB(stores.dynamodb, throttled_calls=3)
 
-    seed_stores(load_fixture(EXAMPLE), dynamodb_client=cast(DynamoDBClient, throttled), s3_client=stores.s3,
-                settings=SETTINGS)
+    seed_stores(
+        load_fixture(EXAMPLE),
+        dynamodb_client=cast(DynamoDBClient, throttled),
+        s3_client=stores.s3,
+        settings=SETTINGS,
+    )
 
     assert throttled.throttled_calls == 0
     assert throttled.calls == 2 + 3  # one batch per table, plus a retry per throttled call

@@ -11,6 +11,7 @@ import pytest
 from data_export.auth import hash_key
 from data_export.ids import new_id
 from data_export.settings import get_settings
+from data_export.storage.layout import partition_key
 
 from tests.e2e.client import BASE, Reply, call
 from tests.security.helpers import CREATED_AT, new_key, organization, seed
@@ -55,7 +56,7 @@ def set_member(stack: Any, organization_id: str, member: dict[str, Any] | None, 
     """Change (or, with None, remove) a member in the org-data store, as the platform would."""
     dynamodb = stack.client("dynamodb")
     table = get_settings().org_data_table
-    key = {"organization_id": {"S": organization_id}, "record_key": {"S": f"members#{member_id}"}}
+    key = {"partition": {"S": partition_key(organization_id, "members")}, "record_id": {"S": member_id}}
     if member is None:
         dynamodb.delete_item(TableName=table, Key=key)
     else:

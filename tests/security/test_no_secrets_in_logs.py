@@ -23,6 +23,7 @@ import pytest
 import yaml
 from data_export.ids import new_id
 from data_export.settings import get_settings
+from data_export.storage.layout import partition_key
 
 from tests.conftest import AUTH_FIXTURE, EXAMPLE_FIXTURE
 from tests.e2e.client import BASE, call, wait_for_job
@@ -157,7 +158,10 @@ def failing_organization(stack: Any, tmp_path_factory: pytest.TempPathFactory) -
     organization_id = hostile["organization"]["id"]
     dynamodb = stack.client("dynamodb")
     table = get_settings().org_data_table
-    item_key = {"organization_id": {"S": organization_id}, "record_key": {"S": f"products#{product['id']}"}}
+    item_key = {
+        "partition": {"S": partition_key(organization_id, "products")},
+        "record_id": {"S": product["id"]},
+    }
     stored = json.loads(dynamodb.get_item(TableName=table, Key=item_key)["Item"]["record"]["S"])
     del stored["images"][0]["asset_key"]
     dynamodb.put_item(TableName=table, Item={**item_key, "record": {"S": json.dumps(stored)}})

@@ -1,7 +1,9 @@
 """How the organization's data is laid out in the stores (shared by the seed loader and the export).
 
-Org-data table (ORG_DATA_TABLE_NAME): partition key ``organization_id`` (S), sort key ``record_key`` (S) =
-``"<section>#<record id>"`` for sections organization, members, brands, products, offers, locations.
+Org-data table (ORG_DATA_TABLE_NAME): partition key ``partition`` (S) = ``"<organization id>#<section>"``,
+sort key ``record_id`` (S), for sections organization, members, brands, products, offers, locations. One
+partition per section spreads a big organization's reads over many partitions (units of a big export read
+in parallel), and a section is read in id order with one Query.
 Attribute ``record`` (S) holds the record as JSON, exactly as the platform stores it (unknown extra fields
 kept); binaries inside it are *asset references* (see ``asset_ref``).
 
@@ -30,8 +32,8 @@ BINARY_FIELDS: dict[str, dict[str, bool]] = {
 }
 
 
-def record_key(section: str, record_id: str) -> str:
-    return f"{section}#{record_id}"
+def partition_key(organization_id: str, section: str) -> str:
+    return f"{organization_id}#{section}"
 
 
 def asset_key(organization_id: str, section: str, record_id: str, field: str, index: int) -> str:

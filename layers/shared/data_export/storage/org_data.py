@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from data_export.auth import StoredApiKey
-from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, record_key
+from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, partition_key
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -23,19 +23,17 @@ class OrgDataRepository:
     ) -> Iterator[dict[str, Any]]:
         """Records of one section in id order, a page at a time (constant memory); with ``first``/``last``
         only the record ids in that inclusive range (a work unit of a big section)."""
-        if first is None or last is None:
-            condition = "organization_id = :org AND begins_with(record_key, :prefix)"
-            values = {":prefix": {"S": f"{section}#"}}
-        else:
-            condition = "organization_id = :org AND record_key BETWEEN :first AND :last"
-            values = {":first": {"S": record_key(section, first)}, ":last": {"S": record_key(section, last)}}
+        condition = "#partition = :partition"
+        values: dict[str, Any] = {":partition": {"S": partition_key(organization_id, section)}}
+        if first is not None and last is not None:
+            condition += " AND record_id BETWEEN :first AND :last"
+            values |= {":first": {"S": first}, ":last": {"S": last}}
         paginator = self._client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self._table,
             KeyConditionExpression=condition,
-            ExpressionAttributeValues={":org": {"S": organization_id}, **values},
-            ProjectionExpression="#record",
-            ExpressionAttributeNames={"#record": "record"},
+            ExpressionAttributeValues=values,
+            ExpressionAttributeNames={"#partition": "partition"},
         ):
             for item in page["Items"]:
                 yield json.loads(item["record"]["S"])
@@ -44,8 +42,8 @@ class OrgDataRepository:
         response = self._client.get_item(
             TableName=self._table,
             Key={
-                "organization_id": {"S": organization_id},
-                "record_key": {"S": record_key(section, record_id)},
+                "partition": {"S": partition_key(organization_id, section)},
+                "record_id": {"S": record_id},
             },
         )
         item = response.get("Item")
