@@ -44,6 +44,9 @@ def archive_files(data: bytes, archive_format: str) -> dict[str, bytes]:
                 extracted = archive.extractfile(member)
                 assert extracted is not None
                 files[member.name] = extracted.read()
+        # Streaming mode reads only the first member of a multi-member gzip file: one member, all entries.
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r|gz") as stream:
+            assert [member.name for member in stream] == list(files)
     return files
 
 

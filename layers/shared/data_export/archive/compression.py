@@ -153,3 +153,49 @@ def gzip_member_compressor(level: int | None = None, *, backend: DeflateBackend 
 def crc32(data: BytesLike, value: int = 0) -> int:
     """CRC-32 (as in zip and gzip) with the chosen library, continuing from ``value``."""
     return _CHOSEN.crc32(data, value)
+
+
+def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
+    """CRC-32 of A+B from CRC-32(A), CRC-32(B) and len(B), without the bytes: lets an assembler close one
+    gzip member over segments built apart. isal and zlib-ng have it; stdlib zlib does not."""
+    for backend in (_load("isal"), _load("zlib-ng")):
+        if backend is not None:
+            return int(backend.module.crc32_combine(crc1, crc2, length2))
+    return _crc32_combine_python(crc1, crc2, length2)
+
+
+def _gf2_times(matrix: list[int], vector: int) -> int:
+    total, row = 0, 0
+    while vector:
+        if vector & 1:
+            total ^= matrix[row]
+        vector >>= 1
+        row += 1
+    return total
+
+
+def _gf2_square(matrix: list[int]) -> list[int]:
+    return [_gf2_times(matrix, matrix[n]) for n in range(32)]
+
+
+def _crc32_combine_python(crc1: int, crc2: int, length2: int) -> int:
+    """zlib's crc32_combine: apply length2 zero bytes to crc1 by repeated squaring of the shift operator."""
+    if length2 <= 0:
+        return crc1
+    odd = [0xEDB88320] + [1 << n for n in range(31)]  # the operator for one zero bit
+    even = _gf2_square(odd)  # two zero bits
+    odd = _gf2_square(even)  # four zero bits
+    while True:
+        even = _gf2_square(odd)  # first pass: one zero byte
+        if length2 & 1:
+            crc1 = _gf2_times(even, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+        odd = _gf2_square(even)
+        if length2 & 1:
+            crc1 = _gf2_times(odd, crc1)
+        length2 >>= 1
+        if not length2:
+            break
+    return crc1 ^ crc2

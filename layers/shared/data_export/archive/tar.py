@@ -1,8 +1,12 @@
 """Streaming tar.gz writer: PAX headers, one gzip member per writer, never seeks.
 
-Chunked builds: concatenated gzip members form one valid gzip stream, so each
-chunk is written by its own writer; every chunk but the last is closed with
-``end_of_archive=False`` so that only the last one ends the tar archive.
+Chunked builds write one gzip member in *segments* (as pigz does): a writer made
+with ``gzip_header=False`` and closed with ``close_segment()`` leaves byte-aligned
+raw deflate with no final block; the assembler puts ``GZIP_HEADER`` first, the
+segments in order, and a last segment closed with ``close_final_segment()``, whose
+trailer carries the CRC-32 of everything, combined from the segments' CRCs without
+their bytes. One member, because some readers (Python's streaming ``tarfile``
+mode ``r|gz``) stop at the end of the first member of a multi-member gzip file.
 
 Content that deflate cannot shrink (JPEG, PNG, PDF, zip...: most binaries)
 goes into the gzip member as deflate *stored* blocks, at memory speed instead
@@ -32,14 +36,14 @@ from data_export.archive import (
     WriterBrokenError,
     check_entry_name,
 )
-from data_export.archive.compression import DeflateBackend, get_backend
+from data_export.archive.compression import DeflateBackend, crc32_combine, get_backend
 
 BLOCK_SIZE = tarfile.BLOCKSIZE
 _END_OF_ARCHIVE = bytes(2 * BLOCK_SIZE)
 _ZEROS = bytes(BLOCK_SIZE)
 
 # No file name, no mtime, XFL 0, OS "unknown": the member carries nothing about this machine.
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 _GZIP_TRAILER = struct.Struct("<II")  # CRC-32 and size mod 2**32 of the uncompressed data
 
 # Content of at least this size is stored when a sample of it deflates by less than 1/_MIN_SAVING
@@ -129,7 +133,12 @@ class TarGzStreamWriter:
     """
 
     def __init__(
-        self, sink: Writable, *, level: int | None = None, backend: DeflateBackend | None = None
+        self,
+        sink: Writable,
+        *,
+        level: int | None = None,
+        backend: DeflateBackend | None = None,
+        gzip_header: bool = True,
     ) -> None:
         self._out = BatchingWriter(sink)
         chosen = backend or get_backend()
@@ -140,12 +149,18 @@ class TarGzStreamWriter:
         self._tar_size = 0
         self._in_entry = False  # stays True if an entry failed halfway
         self._closed = False
-        self._out.write(_GZIP_HEADER)
+        if gzip_header:
+            self._out.write(GZIP_HEADER)
 
     @property
     def uncompressed_size(self) -> int:
         """Tar bytes produced so far."""
         return self._tar_size
+
+    @property
+    def crc32(self) -> int:
+        """CRC-32 of the tar bytes produced so far."""
+        return self._crc
 
     @property
     def compressed_size(self) -> int:
@@ -175,15 +190,31 @@ class TarGzStreamWriter:
         self._in_entry = False
 
     def close(self, end_of_archive: bool = True) -> None:
-        """Finish the gzip member; only the last chunk of an archive writes the tar end-of-archive."""
+        """Finish the gzip member (with the tar end-of-archive unless ``end_of_archive`` is False)."""
+        self._finish(end_of_archive=end_of_archive, last=True)
+
+    def close_segment(self) -> None:
+        """Finish a segment in the middle of a member: byte-aligned, no final block, no trailer."""
+        self._finish(end_of_archive=False, last=False)
+
+    def close_final_segment(self, preceding_crc: int, preceding_size: int) -> None:
+        """Finish the member's last segment: tar end-of-archive, final block, and the trailer of the whole
+        member, given the CRC-32 and size of the tar bytes of all the segments before this one."""
+        self._finish(end_of_archive=True, last=True, preceding=(preceding_crc, preceding_size))
+
+    def _finish(self, *, end_of_archive: bool, last: bool, preceding: tuple[int, int] = (0, 0)) -> None:
         if self._closed:
             return
         if self._in_entry:
             raise WriterBrokenError("an entry failed halfway; the archive is incomplete")
         if end_of_archive:
             self._feed(_END_OF_ARCHIVE)
-        self._out.write(self._compressor.flush())
-        self._out.write(_GZIP_TRAILER.pack(self._crc, self._tar_size & 0xFFFFFFFF))
+        if last:
+            crc = crc32_combine(preceding[0], self._crc, self._tar_size) if preceding[1] else self._crc
+            self._out.write(self._compressor.flush())
+            self._out.write(_GZIP_TRAILER.pack(crc, (preceding[1] + self._tar_size) & 0xFFFFFFFF))
+        else:
+            self._out.write(self._compressor.flush(zlib.Z_SYNC_FLUSH))
         self._out.flush()
         self._closed = True
 

@@ -21,7 +21,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from data_export.archive.tar import TarGzStreamWriter
+from data_export.archive.compression import crc32_combine
+from data_export.archive.tar import GZIP_HEADER, TarGzStreamWriter
 from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
 from data_export.errors import IncompleteBuildError, JobOwnershipLostError
 from data_export.export.builder import archive_folder, manifest_document, utcnow
@@ -51,6 +52,8 @@ class UnitIndex:
     binaries: int
     missing: list[dict[str, str]]
     zip_entries: list[dict[str, Any]]
+    tar_crc32: int = 0  # tar.gz: the segment's CRC-32 and size of its tar bytes (for the member's trailer)
+    tar_size: int = 0
 
 
 @dataclass
@@ -101,11 +104,11 @@ class ChunkedExport:
         report = SectionReport(key=unit.section)
         missing: list[MissingAsset] = []
         try:
-            entries = open_entries(job.archive_format, sink, job.created_at)
+            entries = open_entries(job.archive_format, sink, job.created_at, chunk=True)
             records = self._records(organization_id, unit.section, unit.first, unit.last)
             folder = SectionFolder(unit.section, renamed=unit.names)
             write_section(entries, archive_folder(job), folder, records, self.assets.open, report, missing)
-            zip_entries = entries.close_chunk()
+            chunk = entries.close_chunk()
             size = sink.complete()
         except BaseException:
             sink.close_pool()
@@ -118,7 +121,9 @@ class ChunkedExport:
             records=report.record_count,
             binaries=report.binary_count,
             missing=[asdict(m) for m in missing],
-            zip_entries=[asdict(entry) for entry in zip_entries],
+            zip_entries=[asdict(entry) for entry in chunk.zip_entries],
+            tar_crc32=chunk.tar_crc32,
+            tar_size=chunk.tar_size,
         )
         self.exports.put_bytes(self._index_key(job, run_id, unit.unit_id), json.dumps(asdict(index)).encode())
         self.jobs.count_unit(
@@ -153,6 +158,10 @@ class ChunkedExport:
             self.exports.abort_upload(object_key, upload_id)
             raise JobOwnershipLostError(f"job {job_id} is owned by another run")
         sources = [SourceObject(self._unit_key(job, run_id, index.unit_id), index.size) for index in indexes]
+        if job.archive_format is ArchiveFormat.TAR_GZ:  # the one gzip member's header, then its segments
+            head_key = f"{self.run_prefix(job, run_id)}gzip-header"
+            self.exports.put_bytes(head_key, GZIP_HEADER)
+            sources.insert(0, SourceObject(head_key, len(GZIP_HEADER)))
         size = self.exports.concatenate(sources, tail, object_key, upload_id)
         job.object_key, job.status, job.completed_at = object_key, JobStatus.COMPLETED, self.clock()
         if not self.jobs.finish(
@@ -232,9 +241,12 @@ def _tail(job: Job, indexes: list[UnitIndex], manifest: bytes, body_size: int) -
     mtime = job.created_at.timestamp()
     name = f"{archive_folder(job)}/manifest.yaml"
     if job.archive_format is ArchiveFormat.TAR_GZ:
-        tar = TarGzStreamWriter(tail)
+        crc, size = 0, 0
+        for index in indexes:
+            crc, size = crc32_combine(crc, index.tar_crc32, index.tar_size), size + index.tar_size
+        tar = TarGzStreamWriter(tail, gzip_header=False)
         tar.add_bytes(name, manifest, mtime=mtime)
-        tar.close(end_of_archive=True)
+        tar.close_final_segment(crc, size)
         return tail.getvalue()
     entries: list[ZipEntry] = []
     base = 0

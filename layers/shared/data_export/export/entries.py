@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
@@ -17,12 +18,21 @@ from data_export.storage.objects import Asset
 BUFFERED_ASSET_LIMIT = 16 * MIB
 
 
+@dataclass(frozen=True)
+class ChunkIndex:
+    """What the assembler needs of a chunk: zip entries to shift, or the tar segment's CRC-32 and size."""
+
+    zip_entries: list[ZipEntry] = field(default_factory=list)
+    tar_crc32: int = 0
+    tar_size: int = 0
+
+
 class ArchiveEntries(Protocol):
     def add_file(self, name: str, data: bytes) -> None: ...
     def add_asset(self, name: str, asset: Asset) -> None: ...
     def close(self) -> None: ...
-    def close_chunk(self) -> list[ZipEntry]:
-        """Finish a unit of a chunked build: no zip central directory, no tar end; zip returns its entries."""
+    def close_chunk(self) -> ChunkIndex:
+        """Finish a unit of a chunked build: no zip central directory; a tar.gz segment of one member."""
         ...
 
 
@@ -43,14 +53,15 @@ class ZipEntries:
     def close(self) -> None:
         self._writer.close()
 
-    def close_chunk(self) -> list[ZipEntry]:
+    def close_chunk(self) -> ChunkIndex:
         self._writer.close(central_directory=False)
-        return list(self._writer.entries)
+        return ChunkIndex(zip_entries=list(self._writer.entries))
 
 
 class TarGzEntries:
-    def __init__(self, sink: Writable, mtime: datetime) -> None:
-        self._writer = TarGzStreamWriter(sink)
+    def __init__(self, sink: Writable, mtime: datetime, *, segment: bool = False) -> None:
+        # A segment of a chunked build: the assembler writes the member's gzip header once, first.
+        self._writer = TarGzStreamWriter(sink, gzip_header=not segment)
         self._mtime = mtime.timestamp()
 
     def add_file(self, name: str, data: bytes) -> None:
@@ -62,12 +73,15 @@ class TarGzEntries:
     def close(self) -> None:
         self._writer.close()
 
-    def close_chunk(self) -> list[ZipEntry]:
-        self._writer.close(end_of_archive=False)
-        return []
+    def close_chunk(self) -> ChunkIndex:
+        self._writer.close_segment()
+        return ChunkIndex(tar_crc32=self._writer.crc32, tar_size=self._writer.uncompressed_size)
 
 
-def open_entries(archive_format: ArchiveFormat, sink: Writable, mtime: datetime) -> ArchiveEntries:
+def open_entries(
+    archive_format: ArchiveFormat, sink: Writable, mtime: datetime, *, chunk: bool = False
+) -> ArchiveEntries:
+    """Entries of a whole archive, or of one chunk of a chunked build (``chunk=True``)."""
     if archive_format is ArchiveFormat.ZIP:
         return ZipEntries(sink, mtime)
-    return TarGzEntries(sink, mtime)
+    return TarGzEntries(sink, mtime, segment=chunk)
