@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
+CHECKOV := $(VENV)/checkov/bin/checkov
 
 .PHONY: install tools demo serve test test-fast lint typecheck openapi clean
 
@@ -14,6 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(CHECKOV): | $(STAMP)
+	$(PYTHON) -m venv $(VENV)/checkov
+	$(VENV)/checkov/bin/pip install --quiet checkov
 
 # unzip, 7z, bsdtar and Java's jar open every archive the tests build.
 tools:
@@ -34,7 +40,7 @@ demo: install
 serve: install
 	$(BIN)/data-export local serve --seed ../shared/spec/example-org.yaml
 
-test: install tools
+test: install tools $(CHECKOV)
 	$(BIN)/ruff check layers functions cli tests
 	$(BIN)/mypy layers/shared/data_export cli/data_export_cli functions
 	$(BIN)/pytest -n 2 -q
