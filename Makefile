@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: install tools demo serve test test-fast lint typecheck openapi clean
+.PHONY: install tools demo serve test test-fast bench bench-scale openapi clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,12 @@ test: install tools $(CHECKOV)
 
 test-fast: install
 	$(BIN)/pytest -n 2 -q -m 'not slow'
+
+bench: install
+	$(BIN)/python -m benchmarks.run
+
+bench-scale: install
+	$(BIN)/python -m benchmarks.scale
 
 openapi: install
 	$(BIN)/data-export openapi --output docs/openapi.json
