@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
     ID_DESCRIPTION,
+    audit,
     create_resolver,
+    job_response,
     job_responses,
     require_export_access,
 )
@@ -35,11 +37,11 @@ def get_export(
     require_export_access(app, organization_id, job_id)
     service = wiring.export_service()
     job = service.get(organization_id, job_id)
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=service.describe(job),
-    )
+    answer = service.describe(job)
+    if answer.download_url is not None:
+        # Downloads go straight to S3; handing out the URL is the last point the service sees.
+        audit(app, "Download URL issued", 200, job_id=job.job_id)
+    return job_response(app, answer)
 
 
 @logger.inject_lambda_context(clear_state=True)

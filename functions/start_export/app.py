@@ -5,14 +5,16 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
     ID_DESCRIPTION,
+    audit,
     create_resolver,
+    job_response,
     job_responses,
     require_export_access,
 )
@@ -32,25 +34,12 @@ def start_export(
     organization_id: Annotated[str, Path(description=ID_DESCRIPTION)],
     archive_format: Annotated[ArchiveFormat, Query(description="Archive format")] = ArchiveFormat.ZIP,
 ) -> Response[ExportJobResponse]:
-    principal = require_export_access(app, organization_id)
+    require_export_access(app, organization_id)
     service = wiring.export_service()
     job = service.start(organization_id, archive_format)
-    logger.info(
-        "Export requested",
-        extra={
-            "organization_id": organization_id,
-            "job_id": job.job_id,
-            "key_id": principal.key_id,
-            "archive_format": archive_format.value,
-        },
-    )
+    audit(app, "Export requested", 200, job_id=job.job_id)
     request_path = app.current_event.request_context.path or app.current_event.path
-    return Response(
-        status_code=200,
-        content_type=content_types.APPLICATION_JSON,
-        body=service.describe(job),
-        headers={"Location": f"{request_path.rstrip('/')}/{job.job_id}"},
-    )
+    return job_response(app, service.describe(job), Location=f"{request_path.rstrip('/')}/{job.job_id}")
 
 
 @logger.inject_lambda_context(clear_state=True)

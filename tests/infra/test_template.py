@@ -40,11 +40,13 @@ ENVIRONMENT: dict[str, str | dict[str, str]] = {
     "JOBS_TABLE_NAME": {"Ref": "JobsTable"},
     "ORG_DATA_TABLE_NAME": {"Ref": "OrgDataTable"},
     "API_KEYS_TABLE_NAME": {"Ref": "ApiKeysTable"},
+    "RATE_LIMITS_TABLE_NAME": {"Ref": "RateLimitsTable"},
     "ASSETS_BUCKET_NAME": {"Ref": "AssetsBucket"},
     "EXPORTS_BUCKET_NAME": {"Ref": "ExportsBucket"},
     "EXPORT_QUEUE_URL": {"Ref": "ExportQueue"},
     "DOWNLOAD_URL_TTL_SECONDS": {"Ref": "DownloadUrlTtlSeconds"},
     "JOB_RETENTION_DAYS": {"Ref": "ExportRetentionDays"},
+    "MAX_OPEN_EXPORTS_PER_ORGANIZATION": {"Ref": "MaxOpenExportsPerOrganization"},
     "POWERTOOLS_SERVICE_NAME": "data-export",
     "POWERTOOLS_METRICS_NAMESPACE": "DataExport",
     "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -54,14 +56,17 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
     "StartExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
         ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:Query", "JobsTable"),
         ("dynamodb:PutItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "RateLimitsTable"),
         ("sqs:SendMessage", "ExportQueue"),
     },
     "GetExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
         ("dynamodb:GetItem", "OrgDataTable"),
         ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "RateLimitsTable"),
         ("s3:GetObject", "ExportsBucket", "exports/*"),
     },
     "ExportWorkerFunction": {
@@ -512,7 +517,9 @@ def test_the_environment_is_all_that_settings_need(
     )
     assert (settings.assets_bucket, settings.exports_bucket) == ("AssetsBucket", "ExportsBucket")
     assert settings.export_queue_url == "ExportQueue"
+    assert settings.rate_limits_table == "RateLimitsTable"
     assert (settings.download_url_ttl_seconds, settings.job_retention_days) == (3600, 7)
+    assert settings.max_open_exports_per_organization == 3
 
 
 def grant_target(resource: Any) -> tuple[str, ...]:

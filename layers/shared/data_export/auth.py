@@ -7,11 +7,12 @@ looked up by its SHA-256 hash (the raw key is never stored), then its state and 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from data_export.errors import AuthenticationError, ForbiddenError
 
@@ -29,6 +30,28 @@ class StoredApiKey:
     is_active: bool = True
     member_id: str | None = None
     expires_at: str | None = None
+    # Per-key overrides of the default rate limits (None: the default).
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_day: int | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> StoredApiKey:
+        """From an api-keys table item: auth attributes at the top level, the overrides in its record."""
+        record = json.loads(item["record"]["S"]) if "record" in item else {}
+        return cls(
+            key_id=item["key_id"]["S"],
+            organization_id=item["organization_id"]["S"],
+            prefix=item["prefix"]["S"],
+            is_active=item.get("is_active", {"BOOL": True})["BOOL"],
+            member_id=item["member_id"]["S"] if "member_id" in item else None,
+            expires_at=item["expires_at"]["S"] if "expires_at" in item else None,
+            rate_limit_per_minute=_optional_int(record.get("rate_limit_per_minute")),
+            rate_limit_per_day=_optional_int(record.get("rate_limit_per_day")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
@@ -40,6 +63,8 @@ class Principal:
     prefix: str
     member_id: str | None = None
     role: str | None = None
+    rate_limit_per_minute: int | None = None
+    rate_limit_per_day: int | None = None
 
 
 class KeyLookup(Protocol):
@@ -88,7 +113,15 @@ def authenticate(raw_key: str | None, keys: KeyLookup, members: MemberLookup, no
         role = members.member_role(stored.organization_id, stored.member_id)
         if role is None:
             raise AuthenticationError("User API key belongs to a member who left the organization")
-    return Principal(stored.key_id, stored.organization_id, prefix, stored.member_id, role)
+    return Principal(
+        stored.key_id,
+        stored.organization_id,
+        prefix,
+        stored.member_id,
+        role,
+        stored.rate_limit_per_minute,
+        stored.rate_limit_per_day,
+    )
 
 
 def authorize_export(principal: Principal, organization_id: str) -> None:

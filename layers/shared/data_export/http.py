@@ -1,21 +1,28 @@
-"""The HTTP face shared by the API functions: the resolver, error bodies and the auth step.
+"""The HTTP face shared by the API functions: the resolver, error bodies, the auth and rate-limit step,
+and the audit log.
 
-This is the adapter between API Gateway events (through Powertools' event handler) and the domain."""
+This is the adapter between API Gateway events (through Powertools' event handler) and the domain.
+
+Audit lines are Powertools log lines with the message ``audit`` and an ``audit`` object: ``event``,
+``outcome`` (allowed/refused), ``status``, ``organization_id``, ``job_id``, ``key_id`` and, for refusals,
+``error``. They carry ids only: never the raw key, its hash, a presigned URL or record data."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 
 from data_export import wiring
 from data_export.auth import Principal, authenticate, authorize_export
 from data_export.errors import DataExportError, InvalidRequestError
 from data_export.ids import ALPHABET, is_valid_id
 from data_export.models import ErrorResponse, ExportJobResponse
+from data_export.ratelimit import RateLimitDecision, RateLimitedError, windows
 
 logger = Logger(child=True)
 
@@ -23,16 +30,44 @@ API_KEY_HEADER = "X-API-Key"
 BASE_PATH = "/dashboard/api/v1/data-export"
 ID_DESCRIPTION = f"22-character shortuuid (alphabet {ALPHABET})"
 
+_SECONDS: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+$"}
+# On every answer to an authenticated caller (requests refused before authentication are not counted).
+RATE_LIMIT_HEADERS: dict[str, OpenAPIResponseHeader] = {
+    "RateLimit-Policy": {
+        "description": 'Every window of the key: \'"minute";q=300;w=60, "day";q=10000;w=86400\'',
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Limit": {"description": "Quota of the window closest to running out", "schema": _SECONDS},
+    "RateLimit-Remaining": {"description": "Requests left in that window", "schema": _SECONDS},
+    "RateLimit-Reset": {"description": "Seconds until that window starts over", "schema": _SECONDS},
+}
+_RETRY_AFTER: dict[str, OpenAPIResponseHeader] = {
+    "Retry-After": {"description": "Seconds to wait before retrying (rate_limited)", "schema": _SECONDS}
+}
+
+
+def _error(description: str, headers: dict[str, OpenAPIResponseHeader] | None) -> OpenAPIResponse:
+    response: OpenAPIResponse = {
+        "description": description,
+        "content": {"application/json": {"model": ErrorResponse}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
 ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
-    status: {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
-    for status, description in (
-        (400, "Malformed id or parameter"),
-        (401, "Missing, malformed, unknown, revoked or expired API key"),
-        (403, "The key may not export this organization"),
-        (404, "No such export job for this organization"),
-        (422, "Request failed validation"),
-        (503, "Temporarily unavailable; retry"),
-    )
+    400: _error("Malformed id or parameter", RATE_LIMIT_HEADERS),
+    401: _error("Missing, malformed, unknown, revoked or expired API key", None),
+    403: _error("The key may not export this organization", RATE_LIMIT_HEADERS),
+    404: _error("No such export job for this organization", RATE_LIMIT_HEADERS),
+    422: _error("Request failed validation", None),
+    429: _error(
+        "rate_limited: the key's rate limit is used up (see Retry-After); too_many_exports: the "
+        "organization already has the most exports pending or processing it may have",
+        {**RATE_LIMIT_HEADERS, **_RETRY_AFTER},
+    ),
+    503: _error("Temporarily unavailable; retry", RATE_LIMIT_HEADERS),
 }
 
 
@@ -40,20 +75,73 @@ def job_responses(description: str) -> dict[int, OpenAPIResponse]:
     """OpenAPI responses of a route answering the export job: the job on 200, an error body otherwise."""
     job: OpenAPIResponse = {
         "description": description,
+        "headers": RATE_LIMIT_HEADERS,
         "content": {"application/json": {"model": ExportJobResponse}},
     }
     return {200: job, **ERROR_RESPONSES}
 
 
 def error_response(
-    status_code: int, error: str, message: str, details: list[dict[str, Any]] | None = None
+    status_code: int,
+    error: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Response[Any]:
     body = ErrorResponse(error=error, message=message, details=details)
     return Response(
         status_code=status_code,
         content_type=content_types.APPLICATION_JSON,
         body=body.model_dump_json(exclude_none=True),
+        headers=dict(headers or {}),
     )
+
+
+def job_response(app: APIGatewayRestResolver, body: ExportJobResponse, **headers: str) -> Response[Any]:
+    """A 200 with the job, carrying the rate-limit headers."""
+    return Response(
+        status_code=200,
+        content_type=content_types.APPLICATION_JSON,
+        body=body,
+        headers={**rate_limit_headers(app), **headers},
+    )
+
+
+def rate_limit_headers(app: APIGatewayRestResolver) -> dict[str, str]:
+    decision: RateLimitDecision | None = app.context.get("rate_limit")
+    return decision.headers() if decision else {}
+
+
+def audit(
+    app: APIGatewayRestResolver,
+    event: str,
+    status: int,
+    *,
+    job_id: str | None = None,
+    error: str | None = None,
+) -> None:
+    """One audit log line about the current request (ids only: see the module's docstring)."""
+    parameters = app.current_event.path_parameters or {}
+    principal: Principal | None = app.context.get("principal")
+    line: dict[str, Any] = {
+        "event": event,
+        "outcome": "allowed" if status < 400 else "refused",
+        "status": status,
+        "organization_id": _logged_id(parameters.get("organization_id")),
+        "job_id": job_id or _logged_id(parameters.get("job_id")),
+        "key_id": principal.key_id if principal else None,
+    }
+    if error is not None:
+        line["error"] = error
+    logger.info("audit", extra={"audit": line})
+
+
+def _logged_id(value: str | None) -> str | None:
+    """An id from the path as given if it has an id's shape; otherwise not repeated (it is the caller's
+    text, and a misplaced key or hostile input must not reach the log)."""
+    if value is None:
+        return None
+    return value if is_valid_id(value) else "(malformed)"
 
 
 def create_resolver() -> APIGatewayRestResolver:
@@ -63,7 +151,9 @@ def create_resolver() -> APIGatewayRestResolver:
     def handle_domain_error(exc: DataExportError) -> Response[Any]:
         if exc.status_code >= 500:
             logger.error("Request failed", extra={"error": exc.code})
-        return error_response(exc.status_code, exc.code, exc.message)
+        else:
+            audit(app, "request refused", exc.status_code, error=exc.code)
+        return error_response(exc.status_code, exc.code, exc.message, headers=rate_limit_headers(app))
 
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def handle_validation_error(exc: RequestValidationError) -> Response[Any]:
@@ -72,21 +162,30 @@ def create_resolver() -> APIGatewayRestResolver:
             for error in exc.errors()
         ]
         summary = "; ".join(f"{'.'.join(d['location'])}: {d['message']}" for d in details)
+        audit(app, "request refused", 422, error="validation_error")
         return error_response(422, "validation_error", f"Invalid request: {summary}", details)
 
     @app.not_found
     def handle_not_found(_: Exception) -> Response[Any]:
+        audit(app, "request refused", 404, error="not_found")
         return error_response(404, "not_found", "No such resource")
 
     return app
 
 
 def require_export_access(app: APIGatewayRestResolver, organization_id: str, *ids: str) -> Principal:
-    """Authenticate the caller, check the ids' shape, and check the caller may export this organization."""
+    """Authenticate the caller, count the request against the key's rate limits, check the ids' shape,
+    and check the caller may export this organization."""
     from data_export.export.builder import utcnow
 
     raw_key = app.current_event.headers.get(API_KEY_HEADER) or _header(app, API_KEY_HEADER)
     principal = authenticate(raw_key, wiring.api_keys(), wiring.org_data(), utcnow())
+    app.context["principal"] = principal
+    policy = windows(principal.rate_limit_per_minute, principal.rate_limit_per_day)
+    decision = wiring.rate_limiter().check(principal.key_id, policy, time.time())
+    app.context["rate_limit"] = decision
+    if not decision.allowed:
+        raise RateLimitedError(decision)
     for value in (organization_id, *ids):
         if not is_valid_id(value):
             raise InvalidRequestError(f"Malformed id '{value[:40]}': expected a {ID_DESCRIPTION}")

@@ -22,6 +22,9 @@ class Settings:
     assets_bucket: str
     exports_bucket: str
     export_queue_url: str
+    rate_limits_table: str = ""
+    # Pending plus processing exports one organization may have at a time; more are refused with 429.
+    max_open_exports_per_organization: int = 3
     download_url_ttl_seconds: int = 3600
     job_retention_days: int = 7
     # S3 requires >= 5 MiB for every part but the last; the uploader grows parts
@@ -50,6 +53,8 @@ class Settings:
             assets_bucket=env["ASSETS_BUCKET_NAME"],
             exports_bucket=env["EXPORTS_BUCKET_NAME"],
             export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
+            rate_limits_table=env["RATE_LIMITS_TABLE_NAME"],
+            max_open_exports_per_organization=_int("MAX_OPEN_EXPORTS_PER_ORGANIZATION", 3),
             download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
             job_retention_days=_int("JOB_RETENTION_DAYS", 7),
             part_size_bytes=max(_int("EXPORT_PART_SIZE_BYTES", 8 * MIB), 5 * MIB),

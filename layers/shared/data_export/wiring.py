@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from data_export.export.dispatch import ExportDispatcher
     from data_export.export.service import ExportService
     from data_export.export.sweeper import JobSweeper
+    from data_export.ratelimit import RateLimiter
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
 
 
@@ -41,9 +42,17 @@ def org_data() -> OrgDataRepository:
 
 @cache
 def api_keys() -> ApiKeyRepository:
-    from data_export.storage.org_data import ApiKeyRepository
+    from data_export.storage.ratelimits import LimitedApiKeyRepository
 
-    return ApiKeyRepository(client("dynamodb"), get_settings().api_keys_table)
+    return LimitedApiKeyRepository(client("dynamodb"), get_settings().api_keys_table)
+
+
+@cache
+def rate_limiter() -> RateLimiter:
+    from data_export.ratelimit import RateLimiter
+    from data_export.storage.ratelimits import RateLimitCounters
+
+    return RateLimiter(RateLimitCounters(client("dynamodb"), get_settings().rate_limits_table))
 
 
 @cache
@@ -52,6 +61,7 @@ def export_service() -> ExportService:
     from data_export.storage.jobs import JobRepository
     from data_export.storage.objects import ExportStore
     from data_export.storage.queue import ExportQueue
+    from data_export.storage.ratelimits import OpenExports
 
     settings = get_settings()
     return ExportService(
@@ -60,6 +70,7 @@ def export_service() -> ExportService:
         queue=ExportQueue(client("sqs"), settings.export_queue_url),
         exports=ExportStore(client("s3"), settings.exports_bucket),
         settings=settings,
+        open_exports=OpenExports(client("dynamodb"), settings.jobs_table),
     )
 
 
@@ -125,6 +136,7 @@ def reset() -> None:
         client,
         org_data,
         api_keys,
+        rate_limiter,
         export_service,
         export_builder,
         chunked_export,

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
-from data_export.errors import NotFoundError, ServiceUnavailableError
+from data_export.errors import DataExportError, NotFoundError, ServiceUnavailableError
 from data_export.export.builder import output_filename, utcnow
 from data_export.ids import new_id
 from data_export.jobs import Job
@@ -18,6 +19,17 @@ from data_export.storage.org_data import OrgDataRepository
 from data_export.storage.queue import ExportQueue
 
 
+class TooManyExportsError(DataExportError):
+    status_code = 429
+    code = "too_many_exports"
+
+
+class OpenExportCounter(Protocol):
+    def count(self, organization_id: str) -> int:
+        """The organization's pending and processing export jobs."""
+        ...
+
+
 @dataclass
 class ExportService:
     jobs: JobRepository
@@ -25,12 +37,21 @@ class ExportService:
     queue: ExportQueue
     exports: ExportStore
     settings: Settings
+    open_exports: OpenExportCounter
     clock: Callable[[], datetime] = utcnow
 
     def start(self, organization_id: str, archive_format: ArchiveFormat) -> Job:
         organization = self.org_data.get_record(organization_id, "organization", organization_id)
         if organization is None:
             raise NotFoundError("Organization not found")
+        # Counted, then created: two requests racing may both pass, so the limit can be overshot by the
+        # number of simultaneous requests. It bounds load, it is not a security boundary.
+        limit = self.settings.max_open_exports_per_organization
+        if self.open_exports.count(organization_id) >= limit:
+            raise TooManyExportsError(
+                f"This organization already has {limit} exports pending or processing; "
+                "wait for one to finish before starting another"
+            )
         job_id = new_id()
         now = self.clock()
         job = Job.new(

@@ -1,0 +1,78 @@
+"""The stores behind the limits: rate-limit counters, open exports per organization, key limit overrides.
+
+Rate-limits table (RATE_LIMITS_TABLE_NAME): partition key ``bucket`` (S) = ``"<key_id>#m#<epoch minute>"``
+or ``"<key_id>#d#<epoch day>"``, attribute ``hits`` (N), TTL attribute ``expires_at_epoch`` (N)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from data_export.auth import StoredApiKey
+from data_export.models import JobStatus
+from data_export.storage.org_data import ApiKeyRepository
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+
+class RateLimitCounters:
+    """Fixed-window counters: one conditional ADD per request and window, atomic across Lambdas."""
+
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self._table = table
+
+    def take(self, bucket: str, quota: int, expires_at_epoch: int) -> int | None:
+        try:
+            response = self._client.update_item(
+                TableName=self._table,
+                Key={"bucket": {"S": bucket}},
+                UpdateExpression="SET expires_at_epoch = :expires ADD hits :one",
+                ConditionExpression="attribute_not_exists(hits) OR hits < :quota",
+                ExpressionAttributeValues={
+                    ":one": {"N": "1"},
+                    ":quota": {"N": str(quota)},
+                    ":expires": {"N": str(expires_at_epoch)},
+                },
+                ReturnValues="UPDATED_NEW",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return None
+        return int(response["Attributes"]["hits"]["N"])
+
+
+class OpenExports:
+    """Counts an organization's pending and processing jobs (one Query on the jobs table's partition)."""
+
+    def __init__(self, client: DynamoDBClient, jobs_table: str) -> None:
+        self._client = client
+        self._table = jobs_table
+
+    def count(self, organization_id: str) -> int:
+        paginator = self._client.get_paginator("query")
+        total = 0
+        for page in paginator.paginate(
+            TableName=self._table,
+            KeyConditionExpression="organization_id = :org",
+            FilterExpression="#status IN (:pending, :processing)",
+            ExpressionAttributeNames={"#status": "status"},
+            ExpressionAttributeValues={
+                ":org": {"S": organization_id},
+                ":pending": {"S": JobStatus.PENDING.value},
+                ":processing": {"S": JobStatus.PROCESSING.value},
+            },
+            Select="COUNT",
+        ):
+            total += page["Count"]
+        return total
+
+
+class LimitedApiKeyRepository(ApiKeyRepository):
+    """The key store, reading each key's rate-limit overrides with the key (the same single GetItem).
+
+    This belongs in ``ApiKeyRepository.get_by_hash`` itself (``return StoredApiKey.from_item(item)``); it
+    lives here only until storage/org_data.py takes that one-line change."""
+
+    def get_by_hash(self, key_hash: str) -> StoredApiKey | None:
+        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
+        return StoredApiKey.from_item(item) if item else None

@@ -1,0 +1,132 @@
+"""Per-key rate limits and the per-organization limit on open exports, over HTTP on the local stack.
+
+Each test seeds organizations of its own, so that the example organization's key (used all over the suite)
+is never pushed towards its limits here."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from data_export import wiring
+from data_export.export.builder import utcnow
+from data_export.ids import new_id
+from data_export.jobs import Job
+from data_export.models import ArchiveFormat, JobStatus
+
+from tests.e2e.client import BASE, call
+from tests.security.helpers import CREATED_AT, new_key, organization, seed
+
+
+def within_one_minute_window() -> None:
+    """Counting is per fixed minute: start early enough in one that a few requests cannot cross its end."""
+    into_minute = time.time() % 60
+    if into_minute > 45:
+        time.sleep(60 - into_minute + 0.5)
+
+
+@pytest.fixture(scope="module")
+def limited(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """An organization with a key limited to 5 requests a minute and a second key on the defaults."""
+    limited_key, default_key = new_key(), new_key()
+    fixture = organization("Throttled", limited_key)
+    fixture["api_keys"][0]["rate_limit_per_minute"] = 5
+    fixture["api_keys"].append(
+        {"id": new_id(), "name": "other", "key": default_key, "created_at": CREATED_AT}
+    )
+    seed(stack, tmp_path_factory.mktemp("rate-limited"), fixture)
+    return {"organization_id": fixture["organization"]["id"], "limited": limited_key, "default": default_key}
+
+
+def test_a_key_gets_its_quota_then_429_with_retry_after(api_url: str, limited: dict[str, str]) -> None:
+    organization_id = limited["organization_id"]
+    within_one_minute_window()
+    started = call("POST", f"{api_url}{BASE}/{organization_id}", limited["limited"])
+    assert started.status == 200, started.body
+    poll = f"{api_url}{BASE}/{organization_id}/{started.json()['job_id']}"
+    replies = [started] + [call("GET", poll, limited["limited"]) for _ in range(4)]
+    assert [reply.status for reply in replies] == [200] * 5
+    assert [reply.headers["RateLimit-Remaining"] for reply in replies] == ["4", "3", "2", "1", "0"]
+    for reply in replies:
+        assert reply.headers["RateLimit-Limit"] == "5"
+        assert reply.headers["RateLimit-Policy"] == '"minute";q=5;w=60, "day";q=10000;w=86400'
+        assert 1 <= int(reply.headers["RateLimit-Reset"]) <= 60
+        assert "Retry-After" not in reply.headers
+
+    refused = call("GET", poll, limited["limited"])
+    assert refused.status == 429
+    assert refused.headers["Content-Type"].startswith("application/json")
+    body = refused.json()
+    assert body["error"] == "rate_limited" and "5 requests per minute" in body["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert refused.headers["RateLimit-Remaining"] == "0"
+    assert refused.headers["Retry-After"] == refused.headers["RateLimit-Reset"]
+
+    # The other key of the same organization, and the example's key, count on their own.
+    other = call("GET", poll, limited["default"])
+    assert other.status == 200, other.body
+    assert other.headers["RateLimit-Limit"] == "300"
+    assert other.headers["RateLimit-Policy"] == '"minute";q=300;w=60, "day";q=10000;w=86400'
+
+
+def test_refusals_after_authentication_carry_the_headers_and_count(
+    api_url: str, stack: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    key = new_key()
+    fixture = organization("Counted", key)
+    fixture["api_keys"][0]["rate_limit_per_minute"] = 2
+    seed(stack, tmp_path_factory.mktemp("counted"), fixture)
+    organization_id = fixture["organization"]["id"]
+    within_one_minute_window()
+    unknown_job = call("GET", f"{api_url}{BASE}/{organization_id}/{new_id()}", key)
+    assert unknown_job.status == 404
+    assert unknown_job.headers["RateLimit-Remaining"] == "1"
+    other_organization = call("POST", f"{api_url}{BASE}/{new_id()}", key)
+    assert other_organization.status == 403
+    assert other_organization.headers["RateLimit-Remaining"] == "0"
+    assert call("POST", f"{api_url}{BASE}/{organization_id}", key).status == 429
+    # Unauthenticated requests are refused before counting: no headers, and nothing counted.
+    anonymous = call("POST", f"{api_url}{BASE}/{organization_id}")
+    assert anonymous.status == 401
+    assert not any(name.lower().startswith("ratelimit") for name in anonymous.headers)
+
+
+def open_job(organization_id: str) -> Job:
+    """A pending job written straight to the jobs table, with no queue message: no worker finishes it."""
+    job_id = new_id()
+    job = Job.new(
+        organization_id=organization_id,
+        job_id=job_id,
+        archive_format=ArchiveFormat.ZIP,
+        output_filename=f"open-{job_id}.zip",
+        created_at=utcnow(),
+        retention_days=7,
+    )
+    wiring.export_builder().jobs.create(job)
+    return job
+
+
+def test_an_organization_with_three_open_exports_gets_429_on_the_fourth(
+    api_url: str, stack: Any, tmp_path: Path
+) -> None:
+    key = new_key()
+    fixture = organization("Busy", key)
+    seed(stack, tmp_path, fixture)
+    organization_id = fixture["organization"]["id"]
+    jobs = [open_job(organization_id) for _ in range(3)]
+
+    refused = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=tar.gz", key)
+    assert refused.status == 429, refused.body
+    assert refused.json()["error"] == "too_many_exports"
+    assert "3 exports" in refused.json()["message"]
+    assert refused.headers["RateLimit-Limit"] == "300"
+    assert "Retry-After" not in refused.headers  # not a rate limit: it is over when an export finishes
+
+    # A finished job no longer counts.
+    assert wiring.export_builder().jobs.finish(
+        jobs[0], attempt_id=None, status=JobStatus.FAILED, sections=jobs[0].sections, completed_at=utcnow()
+    )
+    accepted = call("POST", f"{api_url}{BASE}/{organization_id}", key)
+    assert accepted.status == 200, accepted.body
