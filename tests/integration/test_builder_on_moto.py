@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from data_export import wiring
 from data_export.export.builder import ExportBuilder
-from data_export.ids import new_id
 from data_export.jobs import Job
-from data_export.models import ArchiveFormat, JobStatus
+from data_export.models import JobStatus
 from data_export.storage.objects import Asset
+
+from tests.jobs import create_job
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
@@ -44,19 +45,9 @@ def uploads_under(stack: Any, prefix: str) -> list[str]:
 
 
 @pytest.fixture
-def new_job(stack: Any) -> Any:
+def new_job(stack: Any) -> Job:
     """A pending job as the API stores it, with no queue message (so no poller can pick it up)."""
-    job_id = new_id()
-    job = Job.new(
-        organization_id=ACME,
-        job_id=job_id,
-        archive_format=ArchiveFormat.ZIP,
-        output_filename=f"acme-coffee-export-{job_id}.zip",
-        created_at=datetime.now(UTC),
-        retention_days=7,
-    )
-    builder().jobs.create(job)
-    return job
+    return create_job(ACME)
 
 
 def builder() -> ExportBuilder:

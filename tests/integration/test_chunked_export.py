@@ -4,10 +4,8 @@ records) so that every mechanism of the chunked build runs; faults are injected 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import urllib.request
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +13,6 @@ import pytest
 from botocore.exceptions import ClientError
 from data_export import wiring
 from data_export.export.dispatch import Dispatch, ExportDispatcher
-from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import ArchiveFormat, JobStatus
 from data_export.storage.objects import Asset
@@ -31,32 +28,17 @@ from tests.archive_checks import (
     check_with_real_tools,
     section_counts,
 )
-
-MIB = 1024 * 1024
+from tests.jobs import MIB, chunking_dispatcher, create_job
 
 
 @pytest.fixture
 def dispatcher(stack: Any) -> ExportDispatcher:
-    """The worker's dispatcher, with limits that send the example to Step Functions in many units."""
-    real = wiring.dispatcher()
-    settings = dataclasses.replace(
-        real.settings, fast_path_max_bytes=0, chunk_target_bytes=1 * MIB, chunk_max_records=2
-    )
-    return dataclasses.replace(real, settings=settings)
+    """The example cut into many small units (1 MiB or 2 records)."""
+    return chunking_dispatcher(chunk_target_bytes=1 * MIB, chunk_max_records=2)
 
 
 def new_job(archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
-    job_id = new_id()
-    job = Job.new(
-        organization_id=ACME,
-        job_id=job_id,
-        archive_format=archive_format,
-        output_filename=f"acme-coffee-export-{job_id}.{archive_format.extension}",
-        created_at=datetime.now(UTC),
-        retention_days=7,
-    )
-    wiring.export_builder().jobs.create(job)
-    return job
+    return create_job(ACME, archive_format)
 
 
 def run(stack: Any, dispatcher: ExportDispatcher, job: Job) -> tuple[dict[str, Any], Job]:

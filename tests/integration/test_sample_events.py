@@ -6,15 +6,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from data_export import wiring
 from data_export.errors import JobOwnershipLostError
-from data_export.jobs import Job
-from data_export.models import ArchiveFormat, ErrorResponse, ExportJobResponse, JobStatus
+from data_export.models import ErrorResponse, ExportJobResponse, JobStatus
+
+from tests.jobs import create_job
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_JOB = "Q7vWk3Qx9mHc2NbY5sLeTp"
@@ -60,15 +60,7 @@ def test_step_events_drive_a_whole_chunked_build(stack: Any) -> None:
     """The step samples, in order, on a job with the samples' ids: plan, every unit, assemble."""
     with pytest.raises(JobOwnershipLostError):  # no such job yet
         stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))
-    job = Job.new(
-        organization_id=ACME,
-        job_id=SAMPLE_JOB,
-        archive_format=ArchiveFormat.ZIP,
-        output_filename=f"acme-coffee-export-{SAMPLE_JOB}.zip",
-        created_at=datetime.now(UTC),
-        retention_days=7,
-    )
-    wiring.export_builder().jobs.create(job)
+    create_job(ACME, job_id=SAMPLE_JOB)
     units = stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))["units"]
     sample_unit = load("export_steps_build_unit.json")["unit"]
     assert units[0] == sample_unit

@@ -4,14 +4,12 @@ units in both formats, and verified entry by entry with Python and the real tool
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import tarfile
 import time
 import urllib.request
 import zipfile
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +18,15 @@ import yaml
 from data_export import wiring
 from data_export.export.dispatch import Dispatch
 from data_export.ids import new_id
-from data_export.jobs import Job
 from data_export.models import ArchiveFormat, JobStatus
 from data_export.settings import get_settings
 from data_export_cli.seed import generate_bytes, seed_stores, validate_fixture_data
 
 from tests.archive_checks import check_with_real_tools
+from tests.jobs import MIB, chunking_dispatcher, create_job
 
 pytestmark = pytest.mark.slow
 
-MIB = 1024 * 1024
 # Spread over sections as a real catalogue is: each section is a partition of its own.
 MEMBERS = LOCATIONS = OFFERS = 23_000
 PRODUCTS = 1_000  # one image each (an asset read costs more on moto than a record)
@@ -134,23 +131,8 @@ def test_seventy_thousand_files_in_many_units(
     stack: Any, scale_org: dict[str, Any], archive_format: ArchiveFormat, tmp_path: Path
 ) -> None:
     organization_id = scale_org["id"]
-    job_id = new_id()
-    job = Job.new(
-        organization_id=organization_id,
-        job_id=job_id,
-        archive_format=archive_format,
-        output_filename=f"scale-export-{job_id}.{archive_format.extension}",
-        created_at=datetime.now(UTC),
-        retention_days=7,
-    )
-    wiring.export_builder().jobs.create(job)
-    real = wiring.dispatcher()
-    dispatcher = dataclasses.replace(
-        real,
-        settings=dataclasses.replace(
-            real.settings, fast_path_max_bytes=0, chunk_target_bytes=16 * MIB, chunk_max_records=10_000
-        ),
-    )
+    job_id = create_job(organization_id, archive_format, slug="scale").job_id
+    dispatcher = chunking_dispatcher(chunk_target_bytes=16 * MIB, chunk_max_records=10_000)
     assert dispatcher.dispatch(organization_id, job_id) is Dispatch.STARTED
     deadline = time.monotonic() + 900
     while (done := wiring.export_service().get(organization_id, job_id)).status in (

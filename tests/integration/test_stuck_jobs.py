@@ -14,24 +14,16 @@ from data_export import wiring
 from data_export.export.sweeper import DEAD_LETTER, INTERRUPTED, NEVER_STARTED, JobSweeper
 from data_export.ids import new_id
 from data_export.jobs import Job
-from data_export.models import ArchiveFormat, JobStatus
+from data_export.models import JobStatus
 from data_export.storage.queue import ExportQueue
+
+from tests.jobs import create_job
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
 
 def new_job(created_at: datetime) -> Job:
-    job_id = new_id()
-    job = Job.new(
-        organization_id=ACME,
-        job_id=job_id,
-        archive_format=ArchiveFormat.ZIP,
-        output_filename=f"acme-coffee-export-{job_id}.zip",
-        created_at=created_at,
-        retention_days=7,
-    )
-    wiring.export_builder().jobs.create(job)
-    return job
+    return create_job(ACME, created_at=created_at)
 
 
 @pytest.fixture

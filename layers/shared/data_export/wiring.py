@@ -42,9 +42,9 @@ def org_data() -> OrgDataRepository:
 
 @cache
 def api_keys() -> ApiKeyRepository:
-    from data_export.storage.ratelimits import LimitedApiKeyRepository
+    from data_export.storage.org_data import ApiKeyRepository
 
-    return LimitedApiKeyRepository(client("dynamodb"), get_settings().api_keys_table)
+    return ApiKeyRepository(client("dynamodb"), get_settings().api_keys_table)
 
 
 @cache

@@ -10,7 +10,7 @@ partial or stale archive is never what a ``completed`` job points at.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,7 @@ from data_export.naming import safe_slug
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
 from data_export.storage.objects import AssetStore, ExportStore
-from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
+from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
 from data_export.yaml_emit import dump_document
 
 logger = Logger(child=True)
@@ -138,11 +138,6 @@ class ExportBuilder:
         )
         return job
 
-    def _records(self, organization_id: str, section: str) -> Iterator[dict[str, Any]]:
-        if section == "api_keys":
-            return self.api_keys.iter_metadata(organization_id)
-        return self.org_data.iter_records(organization_id, section)
-
     def _write_archive(self, job: Job, attempt_id: str, entries: ArchiveEntries) -> None:
         top = archive_folder(job)
         missing: list[MissingAsset] = []
@@ -158,7 +153,7 @@ class ExportBuilder:
             report.status = JobStatus.PROCESSING
             self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
             section_missing: list[MissingAsset] = []
-            records = self._records(job.organization_id, report.key)
+            records = iter_section(self.org_data, self.api_keys, job.organization_id, report.key)
             try:
                 write_section(
                     entries,

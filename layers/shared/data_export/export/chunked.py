@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -35,7 +35,7 @@ from data_export.settings import Settings
 from data_export.storage.concat import SourceObject
 from data_export.storage.jobs import JobRepository
 from data_export.storage.objects import AssetStore, ExportStore
-from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
+from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
 from data_export.yaml_emit import dump_document
 
 logger = Logger(child=True)
@@ -87,7 +87,9 @@ class ChunkedExport:
             lease_until = int(now.timestamp()) + self.settings.execution_lease_seconds
             if not self.jobs.claim(job, attempt_id=run_id, now=now, lease_until=lease_until):
                 raise JobOwnershipLostError(f"job {job_id} is owned by another run")
-        sections = {key: self._records(organization_id, key) for key in SECTION_KEYS}
+        sections = {
+            key: iter_section(self.org_data, self.api_keys, organization_id, key) for key in SECTION_KEYS
+        }
         units = plan_units(sections, target_bytes=target_bytes, max_records=max_records)
         reports = [SectionReport(key=key) for key in SECTION_KEYS]
         if not self.jobs.save_progress(job, attempt_id=run_id, sections=reports, units_total=len(units)):
@@ -105,7 +107,9 @@ class ChunkedExport:
         missing: list[MissingAsset] = []
         try:
             entries = open_entries(job.archive_format, sink, job.created_at, chunk=True)
-            records = self._records(organization_id, unit.section, unit.first, unit.last)
+            records = iter_section(
+                self.org_data, self.api_keys, organization_id, unit.section, unit.first, unit.last
+            )
             folder = SectionFolder(unit.section, renamed=unit.names)
             write_section(entries, archive_folder(job), folder, records, self.assets.open, report, missing)
             chunk = entries.close_chunk()
@@ -213,13 +217,6 @@ class ChunkedExport:
 
     def _organization(self, job: Job) -> dict[str, Any]:
         return self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
-
-    def _records(
-        self, organization_id: str, section: str, first: str | None = None, last: str | None = None
-    ) -> Iterator[dict[str, Any]]:
-        if section == "api_keys":
-            return self.api_keys.iter_metadata(organization_id)
-        return self.org_data.iter_records(organization_id, section, first, last)
 
 
 def _section_reports(indexes: list[UnitIndex]) -> list[SectionReport]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
@@ -15,6 +15,7 @@ from data_export.export.builder import ExportBuilder
 from data_export.export.plan import record_weight
 from data_export.models import SECTION_KEYS
 from data_export.settings import Settings
+from data_export.storage.org_data import iter_section
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
@@ -66,14 +67,11 @@ class ExportDispatcher:
             return True  # no state machine configured: the worker builds everything itself
         weight = count = 0
         for section in SECTION_KEYS:
-            for record in self._records(organization_id, section):
+            for record in iter_section(
+                self.builder.org_data, self.builder.api_keys, organization_id, section
+            ):
                 weight += record_weight(record, section)
                 count += 1
                 if weight > self.settings.fast_path_max_bytes or count > self.settings.fast_path_max_records:
                     return False
         return True
-
-    def _records(self, organization_id: str, section: str) -> Any:
-        if section == "api_keys":
-            return self.builder.api_keys.iter_metadata(organization_id)
-        return self.builder.org_data.iter_records(organization_id, section)

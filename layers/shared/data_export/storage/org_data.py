@@ -61,16 +61,7 @@ class ApiKeyRepository:
 
     def get_by_hash(self, key_hash: str) -> StoredApiKey | None:
         item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
-        if not item:
-            return None
-        return StoredApiKey(
-            key_id=item["key_id"]["S"],
-            organization_id=item["organization_id"]["S"],
-            prefix=item["prefix"]["S"],
-            is_active=item.get("is_active", {"BOOL": True})["BOOL"],
-            member_id=item["member_id"]["S"] if "member_id" in item else None,
-            expires_at=item["expires_at"]["S"] if "expires_at" in item else None,
-        )
+        return StoredApiKey.from_item(item) if item else None
 
     def iter_metadata(self, organization_id: str) -> Iterator[dict[str, Any]]:
         """The organization's keys as metadata records: never the raw key, never its hash."""
@@ -83,3 +74,18 @@ class ApiKeyRepository:
         ):
             for item in page["Items"]:
                 yield json.loads(item["record"]["S"])
+
+
+def iter_section(
+    org_data: OrgDataRepository,
+    api_keys: ApiKeyRepository,
+    organization_id: str,
+    section: str,
+    first: str | None = None,
+    last: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Records of any export section in id order: API keys (metadata only) from the key store, the rest
+    from the org-data store, optionally only ids first..last (API keys are never split into ranges)."""
+    if section == "api_keys":
+        return api_keys.iter_metadata(organization_id)
+    return org_data.iter_records(organization_id, section, first, last)

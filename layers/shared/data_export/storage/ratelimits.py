@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data_export.auth import StoredApiKey
 from data_export.models import JobStatus
-from data_export.storage.org_data import ApiKeyRepository
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -65,14 +63,3 @@ class OpenExports:
         ):
             total += page["Count"]
         return total
-
-
-class LimitedApiKeyRepository(ApiKeyRepository):
-    """The key store, reading each key's rate-limit overrides with the key (the same single GetItem).
-
-    This belongs in ``ApiKeyRepository.get_by_hash`` itself (``return StoredApiKey.from_item(item)``); it
-    lives here only until storage/org_data.py takes that one-line change."""
-
-    def get_by_hash(self, key_hash: str) -> StoredApiKey | None:
-        item = self._client.get_item(TableName=self._table, Key={"key_hash": {"S": key_hash}}).get("Item")
-        return StoredApiKey.from_item(item) if item else None
