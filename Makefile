@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: install tools demo serve test test-fast bench bench-scale openapi clean
+.PHONY: install tools demo serve test test-fast bench bench-scale bench-load openapi clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,9 @@ bench: install
 
 bench-scale: install
 	$(BIN)/python -m benchmarks.scale
+
+bench-load: install
+	$(BIN)/python -m benchmarks.load
 
 openapi: install
 	$(BIN)/data-export openapi --output docs/openapi.json
