@@ -43,10 +43,10 @@ serve: install
 test: install tools $(CHECKOV)
 	$(BIN)/ruff check layers functions cli tests
 	$(BIN)/mypy layers/shared/data_export cli/data_export_cli functions
-	$(BIN)/pytest -n 2 -q
+	$(BIN)/pytest -n 2 --dist worksteal -q
 
 test-fast: install
-	$(BIN)/pytest -n 2 -q -m 'not slow'
+	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not slow'
 
 bench: install
 	$(BIN)/python -m benchmarks.run
