@@ -43,7 +43,8 @@ serve: install
 test: install tools $(CHECKOV)
 	$(BIN)/ruff check layers functions cli tests
 	$(BIN)/mypy layers/shared/data_export cli/data_export_cli functions
-	$(BIN)/pytest -n 2 --dist worksteal -q
+	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not scale'
+	$(BIN)/pytest -n 2 -q -m scale
 
 test-fast: install
 	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not slow'

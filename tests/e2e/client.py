@@ -35,7 +35,7 @@ def call(method: str, url: str, api_key: str | None = None, headers: dict[str, s
 
 
 def wait_for_job(
-    api_url: str, organization_id: str, job_id: str, api_key: str, timeout: float = 120
+    api_url: str, organization_id: str, job_id: str, api_key: str, timeout: float = 300
 ) -> dict[str, Any]:
     """Poll until the job finishes; returns the last body and every distinct status seen along the way."""
     deadline = time.monotonic() + timeout

@@ -25,7 +25,8 @@ from data_export_cli.seed import generate_bytes, seed_stores, validate_fixture_d
 from tests.archive_checks import check_with_real_tools
 from tests.jobs import MIB, chunking_dispatcher, create_job
 
-pytestmark = pytest.mark.slow
+# Its own pytest run (see the Makefile): minutes of CPU that would starve other tests' workers.
+pytestmark = [pytest.mark.slow, pytest.mark.scale]
 
 # Spread over sections as a real catalogue is: each section is a partition of its own.
 MEMBERS = LOCATIONS = OFFERS = 23_000
