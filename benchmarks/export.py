@@ -69,6 +69,7 @@ def run(
                 s3.delete_object(Bucket=bucket, Key=result["object_key"])  # moto keeps objects in memory
                 contenders[design].rates.append(content_bytes / result["seconds"])
                 results[design].append(result)
+                print(f"  {archive_format} {design}: {result['seconds']:.1f} s", flush=True)
         extra = {
             design: {
                 "median_seconds": statistics.median(r["seconds"] for r in runs),

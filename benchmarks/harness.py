@@ -87,8 +87,25 @@ class Comparison:
                 for c in self.contenders
             },
             "ratios_to_ours": {c.name: self.ratio(c.name) for c in self.contenders if c.role != "ours"},
+            "show_time": self.show_time,
             **({"extra": self.extra} if self.extra else {}),
         }
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> Comparison:
+        """A comparison as ``to_json`` wrote it (to merge a partial run into earlier results)."""
+        contenders = [
+            Contender(name, figures["role"], rates=list(figures["rounds"]))
+            for name, figures in document["contenders"].items()
+        ]
+        return cls(
+            document["name"],
+            document["unit"].removesuffix("/s"),
+            contenders,
+            document.get("notes", ""),
+            document.get("extra", {}),
+            document.get("show_time", False),
+        )
 
 
 def time_once(run: Workload | None) -> float:

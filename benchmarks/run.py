@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ("records", "binaries", "coldstart", "poll", "export")
+SECTIONS = ("records", "binaries", "levels", "coldstart", "poll", "export")
 MIB = 1 << 20
 
 
@@ -39,7 +39,7 @@ def make_importable() -> None:
 
 make_importable()
 
-from benchmarks import binaries, coldstart, export, poll, records  # noqa: E402
+from benchmarks import binaries, coldstart, export, levels, poll, records  # noqa: E402
 from benchmarks.harness import Comparison, other_core, pin_to_one_core  # noqa: E402
 
 
@@ -51,7 +51,6 @@ class Target:
     label: str
 
 
-NAIVE_IMPORTS = "naive: import boto3 + pydantic + event_handler"
 TARGETS = [
     Target("Records -> zip", "peer", 5.0, "records zip >= 5x peer"),
     Target("Records -> zip", "ceiling", 0.5, "records zip >= 50% of ceiling"),
@@ -195,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--export-rounds", type=int, help="rounds of each whole export (default 2, quick 1)")
     parser.add_argument("--formats", default="zip,tar.gz", help="archive formats of the whole export")
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the earlier figures of the sections not run from --output"
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     args.rounds = args.rounds or (3 if quick else 9)
@@ -216,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     comparisons: list[Comparison] = []
     errors: dict[str, str] = {}
     poll_results = None
+    level_rows: list[dict[str, Any]] = []
 
     def attempt(section: str, step: Callable[[], None]) -> None:
         # A failing section (e.g. code changing under a long run) must not lose the others' figures.
@@ -237,13 +240,32 @@ def main(argv: list[str] | None = None) -> int:
             "binaries",
             lambda: comparisons.extend(binaries.run(total_bytes=args.binary_bytes, rounds=args.rounds)),
         )
+    if "levels" in selected:
+        attempt(
+            "levels",
+            lambda: level_rows.extend(
+                levels.run(records=args.records, binary_bytes=args.binary_bytes // 2, repeats=args.rounds)
+            ),
+        )
     if "coldstart" in selected:
         attempt("coldstart", lambda: comparisons.extend(coldstart.run(rounds=args.coldstart_rounds)))
     if selected & {"poll", "export"}:
         attempt("poll/export", stack_sections)
 
+    merged_from = None
+    if args.merge and args.output.exists():
+        previous = json.loads(args.output.read_text())
+        produced = {comparison.name for comparison in comparisons}
+        kept = [Comparison.from_json(c) for c in previous["comparisons"] if c["name"] not in produced]
+        comparisons = kept + comparisons
+        poll_results = poll_results or previous.get("poll_latency")
+        level_rows = level_rows or previous.get("compression_levels", [])
+        merged_from = previous["meta"]
+
     for comparison in comparisons:
         print_comparison(comparison)
+    if level_rows:
+        levels.print_rows(level_rows)
     if poll_results:
         print(f"\nPoll latency, GET handler warm against moto ({poll_results['calls']} calls per state)")
         for state in ("pending", "completed"):
@@ -271,9 +293,12 @@ def main(argv: list[str] | None = None) -> int:
             "quick": quick,
             "rounds": args.rounds,
             "seconds": round(time.time() - started, 1),
+            "sections": sorted(selected),
+            **({"merged_with": merged_from} if merged_from else {}),
         },
         "comparisons": [comparison.to_json() for comparison in comparisons],
         "poll_latency": poll_results,
+        "compression_levels": level_rows,
         "targets": verdicts,
         "errors": errors,
     }

@@ -111,7 +111,17 @@ def write_fixture(folder: Path, *, products: int, seed: int = 1) -> SyntheticOrg
                     "created_at": CREATED,
                 },
                 "members": [owner],
-                "api_keys": [{"id": _id(rng), "name": "bench", "key": api_key, "created_at": CREATED}],
+                "api_keys": [
+                    {
+                        "id": _id(rng),
+                        "name": "bench",
+                        "key": api_key,
+                        "created_at": CREATED,
+                        # The poll benchmark calls far more often than a client may.
+                        "rate_limit_per_minute": 1_000_000,
+                        "rate_limit_per_day": 100_000_000,
+                    }
+                ],
                 "brands": brands,
                 "products": product_records,
                 "offers": offers,
