@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: install tools demo serve test test-fast bench bench-scale bench-load openapi clean
+.PHONY: install tools demo serve test test-fast bench bench-quick bench-scale bench-load openapi clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ test-fast: install
 
 bench: install
 	$(BIN)/python -m benchmarks.run
+
+bench-quick: install
+	$(BIN)/python -m benchmarks.run --quick
 
 bench-scale: install
 	$(BIN)/python -m benchmarks.scale
