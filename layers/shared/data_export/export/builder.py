@@ -25,6 +25,7 @@ from data_export.models import JobStatus, SectionReport
 from data_export.naming import safe_slug
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
+from data_export.storage.layout import export_prefix
 from data_export.storage.objects import AssetStore, ExportStore
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
 from data_export.yaml_emit import dump_document
@@ -87,7 +88,7 @@ class ExportBuilder:
         return self._run(job, attempt_id)
 
     def _run(self, job: Job, attempt_id: str) -> Job:
-        object_key = f"exports/{job.organization_id}/{job.job_id}/{attempt_id}/{job.output_filename}"
+        object_key = f"{export_prefix(job.organization_id, job.job_id)}{attempt_id}/{job.output_filename}"
         sink = self.exports.start_upload(
             object_key, job.archive_format.content_type, part_size=self.settings.part_size_bytes
         )
@@ -109,17 +110,7 @@ class ExportBuilder:
                 if isinstance(exc, SectionFailedError)
                 else f"Export failed: {type(exc).__name__}: {exc}",
             )
-        job.status, job.file_size_bytes, job.completed_at = JobStatus.COMPLETED, size, self.clock()
-        if not self.jobs.finish(
-            job,
-            attempt_id=attempt_id,
-            status=JobStatus.COMPLETED,
-            sections=job.sections,
-            completed_at=job.completed_at,
-            file_size_bytes=size,
-        ):
-            # This attempt lost the job (its lease ran out and another took over): its object is not the one.
-            self.exports.delete(object_key)
+        if not complete_or_discard(self.jobs, self.exports, job, attempt_id, object_key, size, self.clock()):
             logger.warning("Export attempt lost its lease; archive discarded", extra={"job_id": job.job_id})
         return job
 
@@ -179,6 +170,36 @@ class ExportBuilder:
             self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
         )
         return dump_document(manifest_document(job, organization, missing, self.clock()))
+
+
+def complete_or_discard(
+    jobs: JobRepository,
+    exports: ExportStore,
+    job: Job,
+    attempt_id: str,
+    object_key: str,
+    size: int,
+    now: datetime,
+) -> bool:
+    """Mark the job completed with this archive if the attempt still owns it; else delete the archive, which
+    is not the one (the attempt's lease ran out and another took over). True when completed."""
+    job.object_key, job.status, job.file_size_bytes, job.completed_at = (
+        object_key,
+        JobStatus.COMPLETED,
+        size,
+        now,
+    )
+    completed = jobs.finish(
+        job,
+        attempt_id=attempt_id,
+        status=JobStatus.COMPLETED,
+        sections=job.sections,
+        completed_at=now,
+        file_size_bytes=size,
+    )
+    if not completed:
+        exports.delete(object_key)
+    return completed
 
 
 def manifest_document(

@@ -25,7 +25,7 @@ from data_export.archive.compression import crc32_combine
 from data_export.archive.tar import GZIP_HEADER, TarGzStreamWriter
 from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
 from data_export.errors import IncompleteBuildError, JobOwnershipLostError
-from data_export.export.builder import archive_folder, manifest_document, utcnow
+from data_export.export.builder import archive_folder, complete_or_discard, manifest_document, utcnow
 from data_export.export.entries import open_entries
 from data_export.export.plan import WorkUnit, plan_units
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
@@ -34,6 +34,7 @@ from data_export.models import SECTION_KEYS, ArchiveFormat, JobStatus, SectionRe
 from data_export.settings import Settings
 from data_export.storage.concat import SourceObject
 from data_export.storage.jobs import JobRepository
+from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import AssetStore, ExportStore
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
 from data_export.yaml_emit import dump_document
@@ -69,7 +70,7 @@ class ChunkedExport:
     # -- keys ----------------------------------------------------------------------------------------
     @staticmethod
     def run_prefix(job: Job, run_id: str) -> str:
-        return f"tmp/{job.organization_id}/{job.job_id}/{run_id}/"
+        return f"{temporary_prefix(job.organization_id, job.job_id)}{run_id}/"
 
     def _unit_key(self, job: Job, run_id: str, unit_id: str) -> str:
         return f"{self.run_prefix(job, run_id)}{unit_id}.part"
@@ -156,7 +157,7 @@ class ChunkedExport:
         body_size = sum(index.size for index in indexes)
         manifest = dump_document(manifest_document(job, self._organization(job), missing, self.clock()))
         tail = _tail(job, indexes, manifest, body_size)
-        object_key = f"exports/{job.organization_id}/{job.job_id}/{run_id}/{job.output_filename}"
+        object_key = f"{export_prefix(job.organization_id, job.job_id)}{run_id}/{job.output_filename}"
         upload_id = self.exports.create_upload(object_key, job.archive_format.content_type)
         if not self.jobs.save_progress(job, attempt_id=run_id, object_key=object_key, upload_id=upload_id):
             self.exports.abort_upload(object_key, upload_id)
@@ -167,18 +168,8 @@ class ChunkedExport:
             self.exports.put_bytes(head_key, GZIP_HEADER)
             sources.insert(0, SourceObject(head_key, len(GZIP_HEADER)))
         size = self.exports.concatenate(sources, tail, object_key, upload_id)
-        job.object_key, job.status, job.completed_at = object_key, JobStatus.COMPLETED, self.clock()
-        if not self.jobs.finish(
-            job,
-            attempt_id=run_id,
-            status=JobStatus.COMPLETED,
-            sections=job.sections,
-            completed_at=job.completed_at,
-            file_size_bytes=size,
-        ):
-            self.exports.delete(object_key)
+        if not complete_or_discard(self.jobs, self.exports, job, run_id, object_key, size, self.clock()):
             raise JobOwnershipLostError(f"job {job_id} is owned by another run")
-        job.file_size_bytes = size
         self.exports.delete_prefix(self.run_prefix(job, run_id))
         logger.info("Export assembled", extra={"job_id": job_id, "units": len(indexes), "size": size})
         return job
@@ -187,9 +178,9 @@ class ChunkedExport:
         job = self.jobs.get(organization_id, job_id)
         if job is None:
             return
-        for prefix in (self.run_prefix(job, run_id), f"exports/{job.organization_id}/{job.job_id}/{run_id}/"):
-            self.exports.abort_uploads_under(prefix)
-            self.exports.delete_prefix(prefix)
+        self.exports.discard(
+            self.run_prefix(job, run_id), f"{export_prefix(job.organization_id, job.job_id)}{run_id}/"
+        )
         for section in job.sections:
             if section.status is not JobStatus.COMPLETED:
                 section.status = JobStatus.FAILED

@@ -16,6 +16,7 @@ from data_export.jobs import Job
 from data_export.models import ExportRequestMessage, JobStatus
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
+from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import ExportStore
 from data_export.storage.queue import ExportQueue
 
@@ -105,10 +106,7 @@ class JobSweeper:
         ]
         if not self.jobs.fail_abandoned(job, now=now, sections=sections, error=reason):
             return False  # it moved on meanwhile: someone owns it again, or it finished
-        for prefix in (
-            f"tmp/{job.organization_id}/{job.job_id}/",
-            f"exports/{job.organization_id}/{job.job_id}/",
-        ):
-            self.exports.abort_uploads_under(prefix)
-            self.exports.delete_prefix(prefix)
+        self.exports.discard(
+            temporary_prefix(job.organization_id, job.job_id), export_prefix(job.organization_id, job.job_id)
+        )
         return True

@@ -47,3 +47,13 @@ def asset_ref(filename: str, content_type: str, key: str, size_bytes: int | None
     if size_bytes is not None:
         ref["size_bytes"] = size_bytes
     return ref
+
+
+def export_prefix(organization_id: str, job_id: str) -> str:
+    """Exports bucket: where a job's archives go, one folder per build attempt or run."""
+    return f"exports/{organization_id}/{job_id}/"
+
+
+def temporary_prefix(organization_id: str, job_id: str) -> str:
+    """Exports bucket: a job's temporary unit objects (chunked builds), one folder per run."""
+    return f"tmp/{organization_id}/{job_id}/"

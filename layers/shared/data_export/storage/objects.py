@@ -164,6 +164,12 @@ class ExportStore:
             if keys:
                 self._client.delete_objects(Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True})  # type: ignore[typeddict-item]
 
+    def discard(self, *prefixes: str) -> None:
+        """Leave nothing under these prefixes: abort their multipart uploads, delete their objects."""
+        for prefix in prefixes:
+            self.abort_uploads_under(prefix)
+            self.delete_prefix(prefix)
+
     def abort_uploads_under(self, prefix: str) -> None:
         paginator = self._client.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=self._bucket, Prefix=prefix):
