@@ -52,6 +52,15 @@ ENVIRONMENT: dict[str, str | dict[str, str]] = {
     "POWERTOOLS_LOG_LEVEL": "INFO",
 }
 # Least privilege, spelled out: (action, logical id of the resource it is granted on[, object scope]).
+# What cleaning up after a failed or stalled build takes: list, abort and delete under tmp/ and exports/.
+CLEANUP_GRANTS: set[tuple[str, ...]] = {
+    ("s3:ListBucket", "ExportsBucket"),
+    ("s3:ListBucketMultipartUploads", "ExportsBucket"),
+    ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+    ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
+    ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
+    ("s3:DeleteObject", "ExportsBucket", "exports/*"),
+}
 GRANTS: dict[str, set[tuple[str, ...]]] = {
     "StartExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
@@ -113,37 +122,22 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
     "ExportFailFunction": {
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
-        ("s3:ListBucket", "ExportsBucket"),
-        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
-        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
-        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
-    },
+    }
+    | CLEANUP_GRANTS,
     "ExportSweeperFunction": {
         ("dynamodb:Query", "JobsTable", "index/by_open"),
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
         ("sqs:SendMessage", "ExportQueue"),
         ("states:DescribeExecution", "ExportStateMachine", "executions"),
-        ("s3:ListBucket", "ExportsBucket"),
-        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
-        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
-        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
-    },
+    }
+    | CLEANUP_GRANTS,
     "ExportDeadLetterFunction": {
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
         ("states:DescribeExecution", "ExportStateMachine", "executions"),
-        ("s3:ListBucket", "ExportsBucket"),
-        ("s3:ListBucketMultipartUploads", "ExportsBucket"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
-        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
-        ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
-        ("s3:DeleteObject", "ExportsBucket", "exports/*"),
-    },
+    }
+    | CLEANUP_GRANTS,
 }
 # The state machine's ARN, written out from its Name (a !Ref from the worker would be a dependency cycle).
 STATE_MACHINE_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-export"
