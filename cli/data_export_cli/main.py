@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from data_export_cli.client import add_commands as add_client_commands
 from data_export_cli.template import REPO_ROOT
 
 EXAMPLE_FIXTURE = REPO_ROOT.parent / "shared" / "spec" / "example-org.yaml"
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate-fixture", help="check a seed fixture without loading it")
     validate.add_argument("fixture")
     validate.set_defaults(func=cmd_validate_fixture)
+
+    add_client_commands(commands)  # export, status, list, cancel: the API's client
     return parser
 
 
