@@ -21,13 +21,14 @@ $(CHECKOV): | $(STAMP)
 	$(PYTHON) -m venv $(VENV)/checkov
 	$(VENV)/checkov/bin/pip install --quiet checkov
 
-# unzip, 7z, bsdtar and Java's jar open every archive the tests build.
+# unzip, 7z, bsdtar and Java's jar open every archive the tests build; Chromium runs the web page's test.
 tools:
 	@missing=""; \
 	command -v unzip  >/dev/null || missing="$$missing unzip"; \
 	command -v 7z     >/dev/null || missing="$$missing p7zip-full"; \
 	command -v bsdtar >/dev/null || missing="$$missing libarchive-tools"; \
 	command -v jar    >/dev/null || missing="$$missing default-jdk-headless"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (tests needing them are skipped)"; fi; \

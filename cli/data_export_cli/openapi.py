@@ -6,7 +6,7 @@ import importlib
 import os
 from typing import Any
 
-FUNCTION_MODULES = ("functions.start_export.app", "functions.get_export.app")
+FUNCTION_MODULES = ("functions.start_export.app", "functions.get_export.app", "functions.cancel_export.app")
 
 
 def openapi_document() -> dict[str, Any]:
@@ -28,7 +28,8 @@ def openapi_document() -> dict[str, Any]:
         if not document:
             document = schema
         else:
-            document["paths"].update(schema["paths"])
+            for path, operations in schema["paths"].items():  # one path may have methods in several functions
+                document["paths"].setdefault(path, {}).update(operations)
             document.setdefault("components", {}).setdefault("schemas", {}).update(
                 schema.get("components", {}).get("schemas", {})
             )

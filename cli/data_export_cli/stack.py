@@ -200,6 +200,11 @@ class LocalStack:
                 )
             self.physical[logical_id] = name
             self.arns[logical_id] = f"arn:aws:s3:::{name}"
+        events = self.client("events")
+        for logical_id, resource in self.template.of_type("AWS::Events::EventBus").items():
+            name = str(self.resolve(resource.get("Properties", {}).get("Name", self._name(logical_id))))
+            self.arns[logical_id] = events.create_event_bus(Name=name)["EventBusArn"]
+            self.physical[logical_id] = name
         self._create_state_machines()
 
     def _create_state_machines(self) -> None:

@@ -1,12 +1,14 @@
-"""GET /dashboard/api/v1/data-export/{organization_id}/{job_id}: poll an export job."""
+"""GET routes of /dashboard/api/v1/data-export: poll a job, download its archive, list an organization's
+exports."""
 
 from __future__ import annotations
 
+from email.utils import format_datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
@@ -16,9 +18,12 @@ from data_export.http import (
     create_resolver,
     job_response,
     job_responses,
+    list_responses,
+    redirect_response,
+    redirect_responses,
     require_export_access,
 )
-from data_export.models import ExportJobResponse
+from data_export.models import ExportJobList, ExportJobResponse
 
 logger = Logger()
 app = create_resolver()
@@ -42,6 +47,41 @@ def get_export(
         # Downloads go straight to S3; handing out the URL is the last point the service sees.
         audit(app, "Download URL issued", 200, job_id=job.job_id)
     return job_response(app, answer)
+
+
+@app.get(
+    f"{BASE_PATH}/<organization_id>/<job_id>/download",
+    summary="Download the archive: a redirect to a freshly signed URL, every time",
+    responses=redirect_responses(),
+    tags=["exports"],
+)
+def download_export(
+    organization_id: Annotated[str, Path(description=ID_DESCRIPTION)],
+    job_id: Annotated[str, Path(description=ID_DESCRIPTION)],
+) -> Response[Any]:
+    require_export_access(app, organization_id, job_id)
+    service = wiring.export_service()
+    url, expires_at = service.download_url(service.get(organization_id, job_id))
+    audit(app, "Download URL issued", 302, job_id=job_id)
+    return redirect_response(app, url, format_datetime(expires_at, usegmt=True))
+
+
+@app.get(
+    f"{BASE_PATH}/<organization_id>",
+    summary="List the organization's recent exports, newest first",
+    responses=list_responses(),
+    tags=["exports"],
+)
+def list_exports(
+    organization_id: Annotated[str, Path(description=ID_DESCRIPTION)],
+    limit: Annotated[int, Query(ge=1, le=100, description="Exports per page")] = 20,
+    next_token: Annotated[
+        str | None, Query(max_length=512, description="The next_token of the previous page")
+    ] = None,
+) -> Response[ExportJobList]:
+    require_export_access(app, organization_id)
+    page = wiring.export_service().list(organization_id, limit, next_token)
+    return job_response(app, page)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,6 +14,7 @@ from data_export.http import (
     ID_DESCRIPTION,
     audit,
     create_resolver,
+    idempotency_key,
     job_response,
     job_responses,
     require_export_access,
@@ -27,7 +28,12 @@ app = create_resolver()
 @app.post(
     f"{BASE_PATH}/<organization_id>",
     summary="Start an export of all of the organization's data",
-    responses=job_responses("The export job, pending"),
+    description=(
+        "While an export of the same format is pending or processing, answers that job instead of starting "
+        "another. An Idempotency-Key header (1-128 of letters, digits and . _ : -) makes retries safe: the "
+        "same key answers the same job for as long as the job is kept."
+    ),
+    responses=job_responses("The export job: a new one, or the one already running"),
     tags=["exports"],
 )
 def start_export(
@@ -36,8 +42,8 @@ def start_export(
 ) -> Response[ExportJobResponse]:
     require_export_access(app, organization_id)
     service = wiring.export_service()
-    job = service.start(organization_id, archive_format)
-    audit(app, "Export requested", 200, job_id=job.job_id)
+    job, created = service.start(organization_id, archive_format, idempotency_key(app))
+    audit(app, "Export requested" if created else "Existing export answered", 200, job_id=job.job_id)
     request_path = app.current_event.request_context.path or app.current_event.path
     return job_response(app, service.describe(job), Location=f"{request_path.rstrip('/')}/{job.job_id}")
 

@@ -136,9 +136,10 @@ def test_committed_openapi_document_is_the_generated_one() -> None:
     generated = openapi_document()
     assert committed == json.loads(json.dumps(generated)), "run `make openapi` and commit docs/openapi.json"
     assert committed["openapi"].startswith("3.1")
-    assert set(committed["paths"]) == {
-        f"{BASE}/{{organization_id}}",
-        f"{BASE}/{{organization_id}}/{{job_id}}",
+    assert {path: set(operations) for path, operations in committed["paths"].items()} == {
+        f"{BASE}/{{organization_id}}": {"post", "get"},
+        f"{BASE}/{{organization_id}}/{{job_id}}": {"get", "delete"},
+        f"{BASE}/{{organization_id}}/{{job_id}}/download": {"get"},
     }
 
 

@@ -6,15 +6,10 @@ is never pushed towards its limits here."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from data_export import wiring
-from data_export.export.builder import utcnow
 from data_export.ids import new_id
-from data_export.jobs import Job
-from data_export.models import ArchiveFormat, JobStatus
 
 from tests.e2e.client import BASE, call
 from tests.security.helpers import CREATED_AT, new_key, organization, seed
@@ -91,42 +86,3 @@ def test_refusals_after_authentication_carry_the_headers_and_count(
     anonymous = call("POST", f"{api_url}{BASE}/{organization_id}")
     assert anonymous.status == 401
     assert not any(name.lower().startswith("ratelimit") for name in anonymous.headers)
-
-
-def open_job(organization_id: str) -> Job:
-    """A pending job written straight to the jobs table, with no queue message: no worker finishes it."""
-    job_id = new_id()
-    job = Job.new(
-        organization_id=organization_id,
-        job_id=job_id,
-        archive_format=ArchiveFormat.ZIP,
-        output_filename=f"open-{job_id}.zip",
-        created_at=utcnow(),
-        retention_days=7,
-    )
-    wiring.export_builder().jobs.create(job)
-    return job
-
-
-def test_an_organization_with_three_open_exports_gets_429_on_the_fourth(
-    api_url: str, stack: Any, tmp_path: Path
-) -> None:
-    key = new_key()
-    fixture = organization("Busy", key)
-    seed(stack, tmp_path, fixture)
-    organization_id = fixture["organization"]["id"]
-    jobs = [open_job(organization_id) for _ in range(3)]
-
-    refused = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=tar.gz", key)
-    assert refused.status == 429, refused.body
-    assert refused.json()["error"] == "too_many_exports"
-    assert "3 exports" in refused.json()["message"]
-    assert refused.headers["RateLimit-Limit"] == "300"
-    assert "Retry-After" not in refused.headers  # not a rate limit: it is over when an export finishes
-
-    # A finished job no longer counts.
-    assert wiring.export_builder().jobs.finish(
-        jobs[0], attempt_id=None, status=JobStatus.FAILED, sections=jobs[0].sections, completed_at=utcnow()
-    )
-    accepted = call("POST", f"{api_url}{BASE}/{organization_id}", key)
-    assert accepted.status == 200, accepted.body

@@ -24,6 +24,7 @@ LAYER_REQUIREMENTS = ROOT / "layers" / "shared" / "requirements.txt"
 FUNCTIONS = {  # logical id: (CodeUri, Handler)
     "StartExportFunction": ("functions/start_export/", "app.lambda_handler"),
     "GetExportFunction": ("functions/get_export/", "app.lambda_handler"),
+    "CancelExportFunction": ("functions/cancel_export/", "app.lambda_handler"),
     "ExportWorkerFunction": ("functions/export_worker/", "app.lambda_handler"),
     "ExportPlanFunction": ("functions/export_steps/", "app.plan"),
     "ExportBuildUnitFunction": ("functions/export_steps/", "app.build_unit"),
@@ -35,6 +36,9 @@ FUNCTIONS = {  # logical id: (CodeUri, Handler)
 API_ROUTES = {
     ("StartExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "post"),
     ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}", "get"),
+    ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}/download", "get"),
+    ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "get"),
+    ("CancelExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}", "delete"),
 }
 ENVIRONMENT: dict[str, str | dict[str, str]] = {
     "JOBS_TABLE_NAME": {"Ref": "JobsTable"},
@@ -46,7 +50,7 @@ ENVIRONMENT: dict[str, str | dict[str, str]] = {
     "EXPORT_QUEUE_URL": {"Ref": "ExportQueue"},
     "DOWNLOAD_URL_TTL_SECONDS": {"Ref": "DownloadUrlTtlSeconds"},
     "JOB_RETENTION_DAYS": {"Ref": "ExportRetentionDays"},
-    "MAX_OPEN_EXPORTS_PER_ORGANIZATION": {"Ref": "MaxOpenExportsPerOrganization"},
+    "EXPORT_EVENT_BUS_NAME": {"Ref": "ExportEventBus"},
     "POWERTOOLS_SERVICE_NAME": "data-export",
     "POWERTOOLS_METRICS_NAMESPACE": "DataExport",
     "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -61,24 +65,39 @@ CLEANUP_GRANTS: set[tuple[str, ...]] = {
     ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
     ("s3:DeleteObject", "ExportsBucket", "exports/*"),
 }
+# Every function that can finish a job announces it on the event bus.
+PUBLISHES_EVENTS = ("events:PutEvents", "ExportEventBus")
 GRANTS: dict[str, set[tuple[str, ...]]] = {
     "StartExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
         ("dynamodb:GetItem", "OrgDataTable"),
-        ("dynamodb:Query", "JobsTable"),
+        ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:PutItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
         ("dynamodb:UpdateItem", "RateLimitsTable"),
         ("sqs:SendMessage", "ExportQueue"),
+        PUBLISHES_EVENTS,
     },
     "GetExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
         ("dynamodb:GetItem", "OrgDataTable"),
         ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:Query", "JobsTable", f"index/{JOBS_BY_CREATED_AT_INDEX}"),
         ("dynamodb:UpdateItem", "RateLimitsTable"),
         ("s3:GetObject", "ExportsBucket", "exports/*"),
     },
+    "CancelExportFunction": {
+        ("dynamodb:GetItem", "ApiKeysTable"),
+        ("dynamodb:GetItem", "OrgDataTable"),
+        ("dynamodb:GetItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "JobsTable"),
+        ("dynamodb:UpdateItem", "RateLimitsTable"),
+        ("states:StopExecution", "ExportStateMachine", "executions"),
+        PUBLISHES_EVENTS,
+    }
+    | CLEANUP_GRANTS,
     "ExportWorkerFunction": {
+        PUBLISHES_EVENTS,
         ("dynamodb:GetItem", "OrgDataTable"),
         ("dynamodb:Query", "OrgDataTable"),
         ("dynamodb:Query", "ApiKeysTable", f"index/{API_KEYS_BY_ORGANIZATION_INDEX}"),
@@ -109,6 +128,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
     },
     "ExportAssembleFunction": {
+        PUBLISHES_EVENTS,
         ("dynamodb:GetItem", "OrgDataTable"),
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
@@ -120,11 +140,13 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:ListBucket", "ExportsBucket"),
     },
     "ExportFailFunction": {
+        PUBLISHES_EVENTS,
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
     }
     | CLEANUP_GRANTS,
     "ExportSweeperFunction": {
+        PUBLISHES_EVENTS,
         ("dynamodb:Query", "JobsTable", "index/by_open"),
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
@@ -133,6 +155,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
     }
     | CLEANUP_GRANTS,
     "ExportDeadLetterFunction": {
+        PUBLISHES_EVENTS,
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:UpdateItem", "JobsTable"),
         ("states:DescribeExecution", "ExportStateMachine", "executions"),
@@ -513,7 +536,7 @@ def test_the_environment_is_all_that_settings_need(
     assert settings.export_queue_url == "ExportQueue"
     assert settings.rate_limits_table == "RateLimitsTable"
     assert (settings.download_url_ttl_seconds, settings.job_retention_days) == (3600, 7)
-    assert settings.max_open_exports_per_organization == 3
+    assert settings.event_bus_name == "ExportEventBus"
 
 
 def grant_target(resource: Any) -> tuple[str, ...]:

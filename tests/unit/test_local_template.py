@@ -14,6 +14,9 @@ def test_functions_are_wired_as_the_template_says() -> None:
     assert routes == {
         ("POST", "/dashboard/api/v1/data-export/{organization_id}"),
         ("GET", "/dashboard/api/v1/data-export/{organization_id}/{job_id}"),
+        ("GET", "/dashboard/api/v1/data-export/{organization_id}/{job_id}/download"),
+        ("GET", "/dashboard/api/v1/data-export/{organization_id}"),
+        ("DELETE", "/dashboard/api/v1/data-export/{organization_id}/{job_id}"),
     }
     get_route = functions["GetExportFunction"].routes[0]
     match = get_route.pattern.match("/dashboard/api/v1/data-export/abc/def")

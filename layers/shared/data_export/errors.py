@@ -32,6 +32,30 @@ class NotFoundError(DataExportError):
     code = "not_found"
 
 
+class ConflictError(DataExportError):
+    """The request cannot apply to the resource in its current state (e.g. downloading an unfinished job)."""
+
+    status_code = 409
+    code = "conflict"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class GoneError(DataExportError):
+    """The archive existed and is no longer kept (expired or deleted)."""
+
+    status_code = 410
+    code = "gone"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
 class ServiceUnavailableError(DataExportError):
     status_code = 503
     code = "service_unavailable"

@@ -9,6 +9,7 @@ Audit lines are Powertools log lines with the message ``audit`` and an ``audit``
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -21,12 +22,14 @@ from data_export import wiring
 from data_export.auth import Principal, authenticate, authorize_export
 from data_export.errors import DataExportError, InvalidRequestError
 from data_export.ids import ALPHABET, is_valid_id
-from data_export.models import ErrorResponse, ExportJobResponse
+from data_export.models import ErrorResponse, ExportJobList, ExportJobResponse
 from data_export.ratelimit import RateLimitDecision, RateLimitedError, windows
 
 logger = Logger(child=True)
 
 API_KEY_HEADER = "X-API-Key"
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BASE_PATH = "/dashboard/api/v1/data-export"
 ID_DESCRIPTION = f"22-character shortuuid (alphabet {ALPHABET})"
 
@@ -61,6 +64,12 @@ ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
     401: _error("Missing, malformed, unknown, revoked or expired API key", None),
     403: _error("The key may not export this organization", RATE_LIMIT_HEADERS),
     404: _error("No such export job for this organization", RATE_LIMIT_HEADERS),
+    409: _error(
+        "not_ready / export_failed: no archive to download (yet); idempotency_conflict: the "
+        "Idempotency-Key was used for the other format",
+        RATE_LIMIT_HEADERS,
+    ),
+    410: _error("archive_expired / archive_deleted: the archive is no longer kept", RATE_LIMIT_HEADERS),
     422: _error("Request failed validation", None),
     429: _error(
         "rate_limited: the key's rate limit is used up (see Retry-After); too_many_exports: the "
@@ -81,6 +90,30 @@ def job_responses(description: str) -> dict[int, OpenAPIResponse]:
     return {200: job, **ERROR_RESPONSES}
 
 
+def list_responses() -> dict[int, OpenAPIResponse]:
+    page: OpenAPIResponse = {
+        "description": "A page of the organization's exports, newest first",
+        "headers": RATE_LIMIT_HEADERS,
+        "content": {"application/json": {"model": ExportJobList}},
+    }
+    return {200: page, **ERROR_RESPONSES}
+
+
+def redirect_responses() -> dict[int, OpenAPIResponse]:
+    found: OpenAPIResponse = {
+        "description": "Found: Location is a freshly signed URL of the archive (send no API key to it)",
+        "headers": {
+            **RATE_LIMIT_HEADERS,
+            "Location": {"description": "Signed S3 URL of the archive", "schema": {"type": "string"}},
+            "Expires": {
+                "description": "When the signed URL stops working (HTTP date)",
+                "schema": {"type": "string"},
+            },
+        },
+    }
+    return {302: found, **ERROR_RESPONSES}
+
+
 def error_response(
     status_code: int,
     error: str,
@@ -97,14 +130,43 @@ def error_response(
     )
 
 
-def job_response(app: APIGatewayRestResolver, body: ExportJobResponse, **headers: str) -> Response[Any]:
-    """A 200 with the job, carrying the rate-limit headers."""
+def job_response(
+    app: APIGatewayRestResolver, body: ExportJobResponse | ExportJobList, **headers: str
+) -> Response[Any]:
+    """A 200 with the job (or a page of jobs), carrying the rate-limit headers."""
     return Response(
         status_code=200,
         content_type=content_types.APPLICATION_JSON,
         body=body,
         headers={**rate_limit_headers(app), **headers},
     )
+
+
+def redirect_response(app: APIGatewayRestResolver, location: str, expires: str) -> Response[Any]:
+    """A 302 to a signed URL; never cached, since the URL is fresh on every call."""
+    return Response(
+        status_code=302,
+        content_type=content_types.APPLICATION_JSON,
+        body="",
+        headers={
+            **rate_limit_headers(app),
+            "Location": location,
+            "Expires": expires,
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+def idempotency_key(app: APIGatewayRestResolver) -> str | None:
+    """The request's Idempotency-Key header, checked (None when absent)."""
+    value = _header(app, IDEMPOTENCY_KEY_HEADER)
+    if value is None:
+        return None
+    if not IDEMPOTENCY_KEY_PATTERN.fullmatch(value):
+        raise InvalidRequestError(
+            "Malformed Idempotency-Key: 1-128 characters of letters, digits and . _ : -"
+        )
+    return value
 
 
 def rate_limit_headers(app: APIGatewayRestResolver) -> dict[str, str]:

@@ -48,8 +48,31 @@ class SectionReport(BaseModel):
     error: str | None = None
 
 
+class ErrorCode(StrEnum):
+    """Why a job carries an error: machine-readable, beside the sentence in ``error``."""
+
+    EXPORT_FAILED = "export_failed"  # the build failed; ``error`` says where
+    CANCELED = "canceled"  # canceled by a DELETE while pending or processing (status failed)
+    ARCHIVE_DELETED = "archive_deleted"  # a completed job's archive deleted by a DELETE
+    ARCHIVE_EXPIRED = "archive_expired"  # a completed job's archive past its retention
+
+
+class ExportProgress(BaseModel):
+    """How far the build has got. ``percent`` weighs records and binary bytes as the plan estimated them."""
+
+    sections_done: int = Field(description="Sections completed")
+    sections_total: int = Field(description="Sections in the archive")
+    records_written: int = Field(description="Records written so far, all sections")
+    binaries_written: int = Field(description="Binary files written so far, all sections")
+    bytes_written: int = Field(description="Archive bytes uploaded so far")
+    percent: float = Field(ge=0, le=100, description="0-100; 100 only once completed")
+    eta_seconds: int | None = Field(
+        default=None, description="Estimated seconds left; null until it can be estimated honestly"
+    )
+
+
 class ExportJobResponse(BaseModel):
-    """What both endpoints answer: the export job as the client sees it."""
+    """What the endpoints answer: the export job as the client sees it."""
 
     model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
 
@@ -63,6 +86,31 @@ class ExportJobResponse(BaseModel):
     expires_at: Timestamp | None = Field(description="When download_url stops working")
     sections: list[SectionReport]
     error: str | None = None
+    # Additions to the original contract: all optional for older clients.
+    error_code: ErrorCode | None = Field(default=None, description="Machine-readable reason for error")
+    created_at: Timestamp | None = Field(default=None, description="When the export was requested")
+    started_at: Timestamp | None = Field(default=None, description="When the build started")
+    completed_at: Timestamp | None = Field(default=None, description="When the job completed or failed")
+    progress: ExportProgress | None = None
+    archive_sha256: str | None = Field(
+        default=None, description="SHA-256 (hex) of the whole archive, once completed"
+    )
+    s3_checksum_sha256: str | None = Field(
+        default=None,
+        description="The archive object's SHA-256 checksum as S3 stores it (base64; a multipart object's "
+        "is composite, '<base64>-<parts>'): verify with S3 itself (HeadObject, ChecksumMode=ENABLED)",
+    )
+    archive_expires_at: Timestamp | None = Field(
+        default=None, description="When the archive is deleted (retention); polls after it say so"
+    )
+
+
+class ExportJobList(BaseModel):
+    """A page of the organization's exports, newest first. Items carry no download_url: use the job's
+    /download endpoint, which signs a fresh one."""
+
+    exports: list[ExportJobResponse]
+    next_token: str | None = Field(default=None, description="Pass as next_token for the next page")
 
 
 class ErrorResponse(BaseModel):

@@ -23,10 +23,13 @@ class Settings:
     exports_bucket: str
     export_queue_url: str
     rate_limits_table: str = ""
-    # Pending plus processing exports one organization may have at a time; more are refused with 429.
-    max_open_exports_per_organization: int = 3
     download_url_ttl_seconds: int = 3600
+    # Days an archive stays downloadable (the exports bucket's lifecycle deletes it then).
     job_retention_days: int = 7
+    # Days a job's record outlives its archive, so that late polls and the list say "expired", not 404.
+    job_history_days: int = 30
+    # EventBridge bus of the Export Completed / Export Failed events ("" sends none).
+    event_bus_name: str = ""
     # S3 requires >= 5 MiB for every part but the last; the uploader grows parts
     # beyond this as the archive grows, to stay under the 10,000-part limit.
     part_size_bytes: int = 8 * MIB
@@ -54,9 +57,10 @@ class Settings:
             exports_bucket=env["EXPORTS_BUCKET_NAME"],
             export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
             rate_limits_table=env["RATE_LIMITS_TABLE_NAME"],
-            max_open_exports_per_organization=_int("MAX_OPEN_EXPORTS_PER_ORGANIZATION", 3),
             download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
             job_retention_days=_int("JOB_RETENTION_DAYS", 7),
+            job_history_days=_int("JOB_HISTORY_DAYS", 30),
+            event_bus_name=env.get("EXPORT_EVENT_BUS_NAME", ""),
             part_size_bytes=max(_int("EXPORT_PART_SIZE_BYTES", 8 * MIB), 5 * MIB),
             job_lease_seconds=_int("JOB_LEASE_SECONDS", 960),
             fast_path_max_bytes=_int("FAST_PATH_MAX_BYTES", 512 * MIB),
@@ -72,3 +76,4 @@ class Settings:
 @cache
 def get_settings() -> Settings:
     return Settings.from_env()
+

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from data_export.export.service import ExportService
     from data_export.export.sweeper import JobSweeper
     from data_export.ratelimit import RateLimiter
+    from data_export.storage.jobs import JobRepository
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
 
 
@@ -48,6 +49,20 @@ def api_keys() -> ApiKeyRepository:
 
 
 @cache
+def jobs() -> JobRepository:
+    """The jobs table; every job that finishes is announced on the event bus when one is configured."""
+    from data_export.storage.jobs import JobRepository
+
+    settings = get_settings()
+    on_finished = None
+    if settings.event_bus_name:
+        from data_export.storage.events import ExportEvents
+
+        on_finished = ExportEvents(client("events"), settings.event_bus_name).job_finished
+    return JobRepository(client("dynamodb"), settings.jobs_table, on_finished)
+
+
+@cache
 def rate_limiter() -> RateLimiter:
     from data_export.ratelimit import RateLimiter
     from data_export.storage.ratelimits import RateLimitCounters
@@ -58,31 +73,28 @@ def rate_limiter() -> RateLimiter:
 @cache
 def export_service() -> ExportService:
     from data_export.export.service import ExportService
-    from data_export.storage.jobs import JobRepository
     from data_export.storage.objects import ExportStore
     from data_export.storage.queue import ExportQueue
-    from data_export.storage.ratelimits import OpenExports
 
     settings = get_settings()
     return ExportService(
-        jobs=JobRepository(client("dynamodb"), settings.jobs_table),
+        jobs=jobs(),
         org_data=org_data(),
         queue=ExportQueue(client("sqs"), settings.export_queue_url),
         exports=ExportStore(client("s3"), settings.exports_bucket),
         settings=settings,
-        open_exports=OpenExports(client("dynamodb"), settings.jobs_table),
+        stepfunctions=client("stepfunctions") if settings.state_machine_arn else None,
     )
 
 
 @cache
 def export_builder() -> ExportBuilder:
     from data_export.export.builder import ExportBuilder
-    from data_export.storage.jobs import JobRepository
     from data_export.storage.objects import AssetStore, ExportStore
 
     settings = get_settings()
     return ExportBuilder(
-        jobs=JobRepository(client("dynamodb"), settings.jobs_table),
+        jobs=jobs(),
         org_data=org_data(),
         api_keys=api_keys(),
         assets=AssetStore(client("s3"), settings.assets_bucket),
@@ -134,6 +146,7 @@ def reset() -> None:
     """Forget clients and services (tests and the local stack use it when the environment changes)."""
     for cached in (
         client,
+        jobs,
         org_data,
         api_keys,
         rate_limiter,

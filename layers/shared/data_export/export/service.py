@@ -1,33 +1,59 @@
-"""Starting an export and describing one: what the API functions call."""
+"""What the API functions call: start, describe, list, download, cancel and delete exports."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Any
 
-from data_export.errors import DataExportError, NotFoundError, ServiceUnavailableError
+from aws_lambda_powertools import Logger
+
+from data_export.errors import (
+    ConflictError,
+    GoneError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from data_export.export.builder import output_filename, utcnow
-from data_export.ids import new_id
+from data_export.ids import is_valid_id, new_id
 from data_export.jobs import Job
-from data_export.models import ArchiveFormat, ExportJobResponse, ExportRequestMessage, JobStatus
+from data_export.models import (
+    ArchiveFormat,
+    ExportJobList,
+    ExportJobResponse,
+    ExportRequestMessage,
+    JobStatus,
+)
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
+from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import ExportStore
 from data_export.storage.org_data import OrgDataRepository
 from data_export.storage.queue import ExportQueue
 
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions import SFNClient
 
-class TooManyExportsError(DataExportError):
-    status_code = 429
-    code = "too_many_exports"
+logger = Logger(child=True)
+
+# Attempts at creating a job when concurrent requests keep moving the format's open-export pointer.
+_CREATE_ATTEMPTS = 4
 
 
-class OpenExportCounter(Protocol):
-    def count(self, organization_id: str) -> int:
-        """The organization's pending and processing export jobs."""
-        ...
+def _open_pointer(archive_format: ArchiveFormat) -> str:
+    """Names the organization's open export of this format: there is at most one at a time."""
+    return f"open#{archive_format.value}"
+
+
+def _idempotency_pointer(idempotency_key: str) -> str:
+    return "idempotency#" + hashlib.sha256(idempotency_key.encode()).hexdigest()
 
 
 @dataclass
@@ -37,36 +63,81 @@ class ExportService:
     queue: ExportQueue
     exports: ExportStore
     settings: Settings
-    open_exports: OpenExportCounter
+    stepfunctions: SFNClient | None = None
     clock: Callable[[], datetime] = utcnow
+    # When the credentials that sign download URLs expire, if known: a URL never outlives them.
+    signing_expiry: Callable[[], datetime | None] = lambda: None
 
-    def start(self, organization_id: str, archive_format: ArchiveFormat) -> Job:
+    # -- starting ------------------------------------------------------------------------------------
+    def start(
+        self, organization_id: str, archive_format: ArchiveFormat, idempotency_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """The organization's export of this format: the one already pending or processing (or the one an
+        Idempotency-Key already made), else a new one. Returns the job and whether it was created."""
         organization = self.org_data.get_record(organization_id, "organization", organization_id)
         if organization is None:
             raise NotFoundError("Organization not found")
-        # Counted, then created: two requests racing may both pass, so the limit can be overshot by the
-        # number of simultaneous requests. It bounds load, it is not a security boundary.
-        limit = self.settings.max_open_exports_per_organization
-        if self.open_exports.count(organization_id) >= limit:
-            raise TooManyExportsError(
-                f"This organization already has {limit} exports pending or processing; "
-                "wait for one to finish before starting another"
-            )
-        job_id = new_id()
-        now = self.clock()
-        job = Job.new(
-            organization_id=organization_id,
-            job_id=job_id,
-            archive_format=archive_format,
-            output_filename=output_filename(
-                str(organization.get("slug") or ""), job_id, archive_format.extension
-            ),
-            created_at=now,
-            retention_days=self.settings.job_retention_days,
+        idempotency = _idempotency_pointer(idempotency_key) if idempotency_key else None
+        if idempotency:
+            earlier = self._pointed_job(organization_id, idempotency)
+            if earlier is not None:
+                return self._same_format(earlier, archive_format), False
+        job, created = self._open_or_create(
+            organization_id, archive_format, str(organization.get("slug") or "")
         )
-        self.jobs.create(job)
+        if idempotency and not self.jobs.add_pointer(
+            organization_id, idempotency, job.job_id, job.expires_ttl
+        ):
+            # A concurrent request with the same key got there first: answer what it answered.
+            earlier = self._pointed_job(organization_id, idempotency)
+            if earlier is not None and earlier.job_id != job.job_id:
+                return self._same_format(earlier, archive_format), False
+        if created:
+            self._enqueue(job)
+        return job, created
+
+    def _pointed_job(self, organization_id: str, pointer: str) -> Job | None:
+        job_id = self.jobs.pointer(organization_id, pointer)
+        return self.jobs.get(organization_id, job_id) if job_id else None
+
+    @staticmethod
+    def _same_format(job: Job, archive_format: ArchiveFormat) -> Job:
+        if job.archive_format is not archive_format:
+            raise ConflictError(
+                f"This Idempotency-Key was used for a {job.archive_format.value} export ({job.job_id}); "
+                f"use a new key for a {archive_format.value} export",
+                "idempotency_conflict",
+            )
+        return job
+
+    def _open_or_create(
+        self, organization_id: str, archive_format: ArchiveFormat, slug: str
+    ) -> tuple[Job, bool]:
+        """One open export per organization and format, race-free: the job is created in one transaction
+        with the pointer to it, conditional on the pointer still naming the (finished) job seen before."""
+        pointer = _open_pointer(archive_format)
+        for _ in range(_CREATE_ATTEMPTS):
+            holder_id = self.jobs.pointer(organization_id, pointer)
+            holder = self.jobs.get(organization_id, holder_id) if holder_id else None
+            if holder is not None and not holder.is_finished:
+                return holder, False
+            job_id = new_id()
+            job = Job.new(
+                organization_id=organization_id,
+                job_id=job_id,
+                archive_format=archive_format,
+                output_filename=output_filename(slug, job_id, archive_format.extension),
+                created_at=self.clock(),
+                retention_days=self.settings.job_retention_days,
+                history_days=self.settings.job_history_days,
+            )
+            if self.jobs.create_holding(job, pointer, holder_id):
+                return job, True
+        raise ServiceUnavailableError("Too many concurrent requests for this organization; please retry")
+
+    def _enqueue(self, job: Job) -> None:
         try:
-            self.queue.send(ExportRequestMessage(organization_id=organization_id, job_id=job_id))
+            self.queue.send(ExportRequestMessage(organization_id=job.organization_id, job_id=job.job_id))
         except Exception as exc:
             # Never leave a job pending that no worker will ever see.
             message = "The export could not be queued; please try again"
@@ -75,12 +146,12 @@ class ExportService:
                 attempt_id=None,
                 status=JobStatus.FAILED,
                 sections=job.sections,
-                completed_at=now,
+                completed_at=self.clock(),
                 error=message,
             )
             raise ServiceUnavailableError(message) from exc
-        return job
 
+    # -- reading -------------------------------------------------------------------------------------
     def get(self, organization_id: str, job_id: str) -> Job:
         job = self.jobs.get(organization_id, job_id)
         if job is None:
@@ -89,9 +160,99 @@ class ExportService:
 
     def describe(self, job: Job) -> ExportJobResponse:
         """The job as the client sees it; a completed job carries a freshly signed download URL."""
+        now = self.clock()
+        if job.status is not JobStatus.COMPLETED or job.object_key is None or job.archive_unavailable(now):
+            return job.to_response(now)
+        url, expires_at = self._signed_url(job, now)
+        return job.to_response(now, download_url=url, expires_at=expires_at)
+
+    def download_url(self, job: Job) -> tuple[str, datetime]:
+        """A freshly signed URL of the archive, or why there is none (409 not yet, 410 no longer)."""
+        now = self.clock()
+        if job.status is JobStatus.FAILED:
+            raise ConflictError(f"The export failed: {job.error}", "export_failed")
         if job.status is not JobStatus.COMPLETED or job.object_key is None:
-            return job.to_response()
-        ttl = self.settings.download_url_ttl_seconds
-        expires_at = (self.clock() + timedelta(seconds=ttl)).replace(microsecond=0)
+            raise ConflictError(
+                f"The export is {job.status.value}; poll the job until it is completed", "not_ready"
+            )
+        gone = job.archive_unavailable(now)
+        if gone is not None:
+            raise GoneError(str(job.to_response(now).error), gone.value)
+        return self._signed_url(job, now)
+
+    def _signed_url(self, job: Job, now: datetime) -> tuple[str, datetime]:
+        """URL and its honest expiry: the configured lifetime, cut short by the archive's expiry and by
+        the signing credentials' own expiry (a URL signed with temporary role credentials dies with them)."""
+        assert job.object_key is not None
+        expires_at = now + timedelta(seconds=self.settings.download_url_ttl_seconds)
+        for limit in (job.archive_expires_at, self.signing_expiry()):
+            if limit is not None:
+                expires_at = min(expires_at, limit)
+        ttl = max(1, int((expires_at - now).total_seconds()))
         url = self.exports.presign_download(job.object_key, job.output_filename, ttl)
-        return job.to_response(download_url=url, expires_at=expires_at)
+        return url, (now + timedelta(seconds=ttl)).replace(microsecond=0)
+
+    def list(self, organization_id: str, limit: int, next_token: str | None) -> ExportJobList:
+        """A page of the organization's exports, newest first."""
+        start_key = _decode_token(next_token, organization_id) if next_token else None
+        jobs, last_key = self.jobs.list_recent(organization_id, limit=limit, start_key=start_key)
+        now = self.clock()
+        return ExportJobList(
+            exports=[job.to_response(now) for job in jobs],
+            next_token=_encode_token(last_key) if last_key else None,
+        )
+
+    # -- canceling and deleting ----------------------------------------------------------------------
+    def cancel_or_delete(self, organization_id: str, job_id: str) -> Job:
+        """Cancel a pending or processing export, or delete a completed export's archive. A failed job is
+        left as it is. Idempotent: repeating it changes nothing more."""
+        job = self.get(organization_id, job_id)
+        now = self.clock()
+        if not job.is_finished and self.jobs.cancel(job, now=now):
+            self._stop_build(job)
+        elif job.status is JobStatus.COMPLETED:
+            # Marked first, so that no URL is signed for it from now on; deleted on every call, so that a
+            # retry finishes a delete that failed half-way.
+            if job.archive_deleted_at is None:
+                self.jobs.mark_archive_deleted(job, now=now)
+            self.exports.discard(export_prefix(organization_id, job_id))
+        return self.get(organization_id, job_id)
+
+    def _stop_build(self, job: Job) -> None:
+        """After a cancel: stop the Step Functions run, and leave nothing half-written. A build step still
+        running stops at its next (conditional) write and cleans up its own upload."""
+        if self.stepfunctions is not None and self.settings.state_machine_arn:
+            execution_arn = (
+                f"{self.settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{job.job_id}"
+            )
+            # No execution: the worker's fast path builds it, or it has not started.
+            with contextlib.suppress(self.stepfunctions.exceptions.ExecutionDoesNotExist):
+                self.stepfunctions.stop_execution(executionArn=execution_arn, cause="Canceled by request")
+        self.exports.discard(
+            export_prefix(job.organization_id, job.job_id), temporary_prefix(job.organization_id, job.job_id)
+        )
+        logger.info("Export canceled", extra={"job_id": job.job_id})
+
+
+def _encode_token(last_key: dict[str, Any]) -> str:
+    """An opaque page token: the DynamoDB key to continue from (ids and a timestamp, nothing secret)."""
+    plain = {name: value["S"] for name, value in last_key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode_token(token: str, organization_id: str) -> dict[str, Any]:
+    """The key a token names; refuses tokens that were not made by _encode_token for this organization."""
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError("Malformed next_token: pass the value a previous page returned") from exc
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != {"organization_id", "job_id", "created_at"}
+        or plain["organization_id"] != organization_id
+        or not isinstance(plain["job_id"], str)
+        or not is_valid_id(plain["job_id"])
+        or not isinstance(plain["created_at"], str)
+    ):
+        raise InvalidRequestError("Malformed next_token: pass the value a previous page returned")
+    return {name: {"S": value} for name, value in plain.items()}

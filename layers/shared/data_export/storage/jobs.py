@@ -3,23 +3,33 @@ so two workers can never both build it and a late worker cannot overwrite a newe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from data_export.jobs import OPEN_MARKER, Job
-from data_export.models import JobStatus, SectionReport
+from data_export.models import ErrorCode, JobStatus, SectionReport
 from data_export.storage.dynamo import from_item, to_item
-from data_export.storage.layout import JOBS_OPEN_INDEX
+from data_export.storage.layout import JOBS_BY_CREATED_AT_INDEX, JOBS_OPEN_INDEX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
+# Told of every job that reached completed or failed (once: only the write that made it so calls it).
+FinishedListener = Callable[[Job], None]
+
 
 class JobRepository:
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, on_finished: FinishedListener | None = None
+    ) -> None:
         self._client = client
         self._table = table
+        self._on_finished = on_finished
+
+    def _finished(self, job: Job, values: dict[str, Any]) -> None:
+        if self._on_finished is not None:
+            self._on_finished(Job.model_validate({**job.model_dump(), **values}))
 
     @staticmethod
     def _key(organization_id: str, job_id: str) -> dict[str, Any]:
@@ -31,6 +41,65 @@ class JobRepository:
             Item=to_item(job.model_dump(mode="json", exclude={"units_done"})),  # a string set, added per unit
             ConditionExpression="attribute_not_exists(job_id)",
         )
+
+    # -- pointers: items beside the jobs whose sort key is not a job id ("open#zip", "idempotency#<hash>"),
+    # naming one job. They carry no created_at, status or open_marker, so no index and no job query sees them.
+    def pointer(self, organization_id: str, name: str) -> str | None:
+        """The job a pointer names (None when absent)."""
+        response = self._client.get_item(
+            TableName=self._table, Key=self._key(organization_id, name), ConsistentRead=True
+        )
+        item = response.get("Item")
+        return item["target_job_id"]["S"] if item else None
+
+    def create_holding(self, job: Job, pointer: str, previous: str | None) -> bool:
+        """Create the job and point ``pointer`` at it, in one transaction that holds only if the pointer
+        still names ``previous`` (absent when None). False when another request moved it first."""
+        condition, values = "attribute_not_exists(job_id)", {}
+        if previous is not None:
+            condition, values = "target_job_id = :previous", {":previous": {"S": previous}}
+        pointer_put: dict[str, Any] = {
+            "TableName": self._table,
+            "Item": self._pointer_item(job.organization_id, pointer, job.job_id, job.expires_ttl),
+            "ConditionExpression": condition,
+        }
+        if values:
+            pointer_put["ExpressionAttributeValues"] = values
+        try:
+            self._client.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": to_item(job.model_dump(mode="json", exclude={"units_done"})),
+                            "ConditionExpression": "attribute_not_exists(job_id)",
+                        }
+                    },
+                    {"Put": pointer_put},  # type: ignore[typeddict-item]
+                ]
+            )
+        except self._client.exceptions.TransactionCanceledException:
+            return False
+        return True
+
+    def add_pointer(self, organization_id: str, pointer: str, job_id: str, expires_ttl: int) -> bool:
+        """Point ``pointer`` at the job unless it already names one (False then)."""
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=self._pointer_item(organization_id, pointer, job_id, expires_ttl),
+                ConditionExpression="attribute_not_exists(job_id)",
+            )
+        except self._client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def _pointer_item(self, organization_id: str, pointer: str, job_id: str, expires_ttl: int) -> Any:
+        return {
+            **self._key(organization_id, pointer),
+            "target_job_id": {"S": job_id},
+            "expires_ttl": {"N": str(expires_ttl)},
+        }
 
     def get(self, organization_id: str, job_id: str) -> Job | None:
         response = self._client.get_item(
@@ -105,32 +174,129 @@ class JobRepository:
         sections: list[SectionReport],
         completed_at: datetime,
         error: str | None = None,
+        error_code: ErrorCode | None = None,
         file_size_bytes: int = 0,
+        archive_sha256: str | None = None,
+        s3_checksum_sha256: str | None = None,
+        archive_expires_at: datetime | None = None,
     ) -> bool:
         """Complete or fail the job; attempt_id=None fails a job no attempt ever claimed."""
+        if status is JobStatus.FAILED and error_code is None:
+            error_code = ErrorCode.EXPORT_FAILED
         values: dict[str, Any] = {
             "status": status.value,
             "sections": [section.model_dump(mode="json") for section in sections],
             "completed_at": completed_at.isoformat(),
             "file_size_bytes": file_size_bytes,
             "error": error,
+            "error_code": error_code.value if error_code else None,
+            "archive_sha256": archive_sha256,
+            "s3_checksum_sha256": s3_checksum_sha256,
+            "archive_expires_at": archive_expires_at.isoformat() if archive_expires_at else None,
             "upload_id": None,
             "lease_until": None,
             "open_marker": None,
         }
         if attempt_id is None:
-            return self._update(job, values, "#status = :pending", {":pending": JobStatus.PENDING.value})
-        return self._update(
+            done = self._update(job, values, "#status = :pending", {":pending": JobStatus.PENDING.value})
+        else:
+            done = self._update(
+                job,
+                values,
+                "#status = :processing AND #attempt_id = :attempt",
+                {":processing": JobStatus.PROCESSING.value, ":attempt": attempt_id},
+            )
+        if done:
+            self._finished(job, values)
+        return done
+
+    def cancel(self, job: Job, *, now: datetime) -> bool:
+        """Fail a pending or processing job on its owner's request. Every build step writes conditionally
+        on the job being processing, so from here on none of them can write, and each stops at its next
+        write; the caller cleans up what they left."""
+        values: dict[str, Any] = {
+            "status": JobStatus.FAILED.value,
+            "sections": [
+                section.model_dump(mode="json")
+                | ({"status": JobStatus.FAILED.value} if section.status is not JobStatus.COMPLETED else {})
+                for section in job.sections
+            ],
+            "completed_at": now.isoformat(),
+            "error": f"Canceled by request at {now.isoformat()}",
+            "error_code": ErrorCode.CANCELED.value,
+            "lease_until": None,
+            "open_marker": None,
+        }
+        done = self._update(
             job,
             values,
-            "#status = :processing AND #attempt_id = :attempt",
-            {":processing": JobStatus.PROCESSING.value, ":attempt": attempt_id},
+            "#status IN (:pending, :processing)",
+            {":pending": JobStatus.PENDING.value, ":processing": JobStatus.PROCESSING.value},
+        )
+        if done:
+            self._finished(job, values)
+        return done
+
+    def mark_archive_deleted(self, job: Job, *, now: datetime) -> bool:
+        """Record that a completed job's archive was deleted on request (once)."""
+        return self._update(
+            job,
+            {"archive_deleted_at": now.isoformat()},
+            "#status = :completed AND attribute_not_exists(archive_deleted_at)",
+            {":completed": JobStatus.COMPLETED.value},
         )
 
+    def list_recent(
+        self, organization_id: str, *, limit: int, start_key: dict[str, Any] | None = None
+    ) -> tuple[list[Job], dict[str, Any] | None]:
+        """One page of the organization's jobs, newest first, and the key to continue from (or None)."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": JOBS_BY_CREATED_AT_INDEX,
+            "KeyConditionExpression": "organization_id = :org",
+            "ExpressionAttributeValues": {":org": {"S": organization_id}},
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if start_key:
+            params["ExclusiveStartKey"] = start_key
+        response = self._client.query(**params)
+        jobs = [Job.model_validate(from_item(item)) for item in response["Items"]]
+        return jobs, response.get("LastEvaluatedKey")
+
+    def open_jobs(self, organization_id: str) -> list[Job]:
+        """The organization's pending and processing jobs (one Query of its partition)."""
+        paginator = self._client.get_paginator("query")
+        return [
+            Job.model_validate(from_item(item))
+            for page in paginator.paginate(
+                TableName=self._table,
+                KeyConditionExpression="organization_id = :org",
+                FilterExpression="#status IN (:pending, :processing)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues={
+                    ":org": {"S": organization_id},
+                    ":pending": {"S": JobStatus.PENDING.value},
+                    ":processing": {"S": JobStatus.PROCESSING.value},
+                },
+            )
+            for item in page["Items"]
+        ]
+
     def count_unit(
-        self, job: Job, *, attempt_id: str, unit_id: str, section_index: int, records: int, binaries: int
+        self,
+        job: Job,
+        *,
+        attempt_id: str,
+        unit_id: str,
+        section_index: int,
+        records: int,
+        binaries: int,
+        weight: int = 0,
+        size: int = 0,
     ) -> bool:
-        """Add a built unit's counts to its section, once per unit however often the unit is retried."""
+        """Add a built unit's counts to its section, and its weight and size to the job's progress, once
+        per unit however often the unit is retried."""
         section = f"sections[{section_index}]"
         try:
             self._client.update_item(
@@ -139,7 +305,10 @@ class JobRepository:
                 UpdateExpression=(
                     f"SET {section}.record_count = {section}.record_count + :records, "
                     f"{section}.binary_count = {section}.binary_count + :binaries, "
-                    f"{section}.#status = :processing ADD units_done :unit_set"
+                    f"{section}.#status = :processing, "
+                    "done_weight = if_not_exists(done_weight, :zero) + :weight, "
+                    "bytes_written = if_not_exists(bytes_written, :zero) + :size "
+                    "ADD units_done :unit_set"
                 ),
                 ConditionExpression=(
                     "#status = :processing AND #attempt_id = :attempt"
@@ -149,6 +318,9 @@ class JobRepository:
                 ExpressionAttributeValues={
                     ":records": {"N": str(records)},
                     ":binaries": {"N": str(binaries)},
+                    ":weight": {"N": str(weight)},
+                    ":size": {"N": str(size)},
+                    ":zero": {"N": "0"},
                     ":processing": {"S": JobStatus.PROCESSING.value},
                     ":attempt": {"S": attempt_id},
                     ":unit_id": {"S": unit_id},
@@ -187,11 +359,12 @@ class JobRepository:
             "sections": [section.model_dump(mode="json") for section in sections],
             "completed_at": now.isoformat(),
             "error": error,
+            "error_code": ErrorCode.EXPORT_FAILED.value,
             "upload_id": None,
             "lease_until": None,
             "open_marker": None,
         }
-        return self._update(
+        done = self._update(
             job,
             values,
             "#status = :pending OR (#status = :processing AND #attempt_id = :attempt)",
@@ -201,3 +374,6 @@ class JobRepository:
                 ":attempt": job.attempt_id or "",
             },
         )
+        if done:
+            self._finished(job, values)
+        return done

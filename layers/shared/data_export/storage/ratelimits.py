@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from data_export.models import JobStatus
-
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -37,29 +35,3 @@ class RateLimitCounters:
         except self._client.exceptions.ConditionalCheckFailedException:
             return None
         return int(response["Attributes"]["hits"]["N"])
-
-
-class OpenExports:
-    """Counts an organization's pending and processing jobs (one Query on the jobs table's partition)."""
-
-    def __init__(self, client: DynamoDBClient, jobs_table: str) -> None:
-        self._client = client
-        self._table = jobs_table
-
-    def count(self, organization_id: str) -> int:
-        paginator = self._client.get_paginator("query")
-        total = 0
-        for page in paginator.paginate(
-            TableName=self._table,
-            KeyConditionExpression="organization_id = :org",
-            FilterExpression="#status IN (:pending, :processing)",
-            ExpressionAttributeNames={"#status": "status"},
-            ExpressionAttributeValues={
-                ":org": {"S": organization_id},
-                ":pending": {"S": JobStatus.PENDING.value},
-                ":processing": {"S": JobStatus.PROCESSING.value},
-            },
-            Select="COUNT",
-        ):
-            total += page["Count"]
-        return total

@@ -1,0 +1,126 @@
+"""Starting an export twice gives one export: the open export of the same format, or the job an
+Idempotency-Key already made. Race-free: concurrent requests converge on one job."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from data_export import wiring
+from data_export.export.builder import utcnow
+from data_export.export.service import ExportService
+from data_export.ids import new_id
+from data_export.jobs import Job
+from data_export.models import ArchiveFormat, JobStatus
+from data_export.settings import get_settings
+from data_export.storage.queue import ExportQueue
+
+from tests.e2e.client import BASE, call, wait_for_job
+from tests.security.helpers import new_key, organization, seed
+
+
+def held_open_job(organization_id: str, archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
+    """A pending job that holds its format's open-export pointer, with no queue message: nobody builds it."""
+    job_id = new_id()
+    job = Job.new(
+        organization_id=organization_id,
+        job_id=job_id,
+        archive_format=archive_format,
+        output_filename=f"open-{job_id}.{archive_format.extension}",
+        created_at=utcnow(),
+        retention_days=7,
+    )
+    assert wiring.jobs().create_holding(job, f"open#{archive_format.value}", None)
+    return job
+
+
+@pytest.fixture
+def busy(stack: Any, tmp_path: Path) -> tuple[str, str]:
+    """A fresh organization and its key."""
+    key = new_key()
+    fixture = organization("Busy", key)
+    seed(stack, tmp_path, fixture)
+    return fixture["organization"]["id"], key
+
+
+def test_a_second_request_gets_the_open_export_of_that_format(api_url: str, busy: tuple[str, str]) -> None:
+    organization_id, key = busy
+    pending = held_open_job(organization_id)
+
+    again = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=zip", key)
+    assert again.status == 200, again.body
+    assert again.json()["job_id"] == pending.job_id
+    assert again.json()["status"] == "pending"
+
+    other_format = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=tar.gz", key)
+    assert other_format.status == 200, other_format.body
+    assert other_format.json()["job_id"] != pending.job_id
+
+    # Once the open one is finished, a new request starts a new export.
+    assert wiring.jobs().finish(
+        pending, attempt_id=None, status=JobStatus.FAILED, sections=pending.sections, completed_at=utcnow()
+    )
+    fresh = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=zip", key)
+    assert fresh.status == 200, fresh.body
+    assert fresh.json()["job_id"] not in (pending.job_id, other_format.json()["job_id"])
+
+
+def test_an_idempotency_key_answers_the_same_job_even_after_it_finished(
+    api_url: str, busy: tuple[str, str]
+) -> None:
+    organization_id, key = busy
+    headers = {"Idempotency-Key": "nightly-backup:2026-11-28"}
+    first = call("POST", f"{api_url}{BASE}/{organization_id}", key, headers=headers)
+    assert first.status == 200, first.body
+    job_id = first.json()["job_id"]
+    assert wait_for_job(api_url, organization_id, job_id, key)["status"] == "completed"
+
+    replay = call("POST", f"{api_url}{BASE}/{organization_id}", key, headers=headers)
+    assert replay.status == 200, replay.body
+    assert replay.json()["job_id"] == job_id
+
+    conflict = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format=tar.gz", key, headers=headers)
+    assert conflict.status == 409, conflict.body
+    assert conflict.json()["error"] == "idempotency_conflict"
+    assert job_id in conflict.json()["message"]
+
+    other_key = call(
+        "POST", f"{api_url}{BASE}/{organization_id}", key, headers={"Idempotency-Key": "another-request"}
+    )
+    assert other_key.status == 200, other_key.body
+    assert other_key.json()["job_id"] != job_id
+
+
+@pytest.mark.parametrize("value", ["", "x" * 129, "has space", "ünïcode", "semi;colon"])
+def test_a_malformed_idempotency_key_is_refused_with_400(
+    api_url: str, busy: tuple[str, str], value: str
+) -> None:
+    organization_id, key = busy
+    reply = call("POST", f"{api_url}{BASE}/{organization_id}", key, headers={"Idempotency-Key": value})
+    assert reply.status == 400, reply.body
+    assert reply.json()["error"] == "invalid_request"
+    assert "Idempotency-Key" in reply.json()["message"]
+
+
+def test_concurrent_requests_converge_on_one_job_and_one_message(stack: Any, busy: tuple[str, str]) -> None:
+    organization_id, _ = busy
+    sqs = stack.client("sqs")
+    # A queue of the test's own, which no worker polls: the job stays pending while the requests race.
+    queue_url = sqs.create_queue(QueueName=f"start-race-{new_id()}")["QueueUrl"]
+    builder = wiring.export_builder()
+    service = ExportService(
+        jobs=wiring.jobs(),
+        org_data=builder.org_data,
+        queue=ExportQueue(sqs, queue_url),
+        exports=builder.exports,
+        settings=get_settings(),
+    )
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _: service.start(organization_id, ArchiveFormat.ZIP), range(8)))
+
+    assert len({job.job_id for job, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    assert len(messages.get("Messages", [])) == 1
