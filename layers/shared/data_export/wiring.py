@@ -5,6 +5,7 @@ first serves a request. Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` (th
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,16 @@ def client(service: str) -> Any:
         # Signature v4 (presigned URLs) with the regional endpoint.
         config = config.merge(Config(signature_version="s3v4"))
     return boto3.client(service, config=config)  # type: ignore[call-overload]
+
+
+def signing_expiry() -> datetime | None:
+    """When the credentials that sign download URLs expire, when the SDK knows it (refreshable credentials:
+    containers, SSO, assumed roles). Lambda hands its role's session to the function in environment
+    variables without an expiry, so there it is unknown: see docs/operations.md on URL lifetimes."""
+    import boto3
+
+    expiry = getattr(boto3._get_default_session().get_credentials(), "_expiry_time", None)
+    return expiry if isinstance(expiry, datetime) else None
 
 
 @cache
@@ -84,6 +95,7 @@ def export_service() -> ExportService:
         exports=ExportStore(client("s3"), settings.exports_bucket),
         settings=settings,
         stepfunctions=client("stepfunctions") if settings.state_machine_arn else None,
+        signing_expiry=signing_expiry,
     )
 
 
