@@ -1,4 +1,4 @@
-"""Per-key rate limits and the per-organization limit on open exports, over HTTP on the local stack.
+"""Per-key rate limits, over HTTP on the local stack.
 
 Each test seeds organizations of its own, so that the example organization's key (used all over the suite)
 is never pushed towards its limits here."""

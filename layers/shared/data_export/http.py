@@ -72,8 +72,7 @@ ERROR_RESPONSES: dict[int, OpenAPIResponse] = {
     410: _error("archive_expired / archive_deleted: the archive is no longer kept", RATE_LIMIT_HEADERS),
     422: _error("Request failed validation", None),
     429: _error(
-        "rate_limited: the key's rate limit is used up (see Retry-After); too_many_exports: the "
-        "organization already has the most exports pending or processing it may have",
+        "rate_limited: the key's rate limit is used up (see Retry-After)",
         {**RATE_LIMIT_HEADERS, **_RETRY_AFTER},
     ),
     503: _error("Temporarily unavailable; retry", RATE_LIMIT_HEADERS),

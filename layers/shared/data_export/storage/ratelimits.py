@@ -1,4 +1,4 @@
-"""The stores behind the limits: rate-limit counters, open exports per organization, key limit overrides.
+"""The store behind the per-key rate limits: fixed-window counters.
 
 Rate-limits table (RATE_LIMITS_TABLE_NAME): partition key ``bucket`` (S) = ``"<key_id>#m#<epoch minute>"``
 or ``"<key_id>#d#<epoch day>"``, attribute ``hits`` (N), TTL attribute ``expires_at_epoch`` (N)."""
