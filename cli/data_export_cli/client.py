@@ -730,7 +730,7 @@ def _resume_hint(args: argparse.Namespace, job: dict[str, Any] | None, target: P
     kept = ""
     if target is not None and part_path(target).exists():
         kept = f" {part_path(target)} is kept and the download will continue where it stopped."
-    running = "The export continues on the server; " if job["status"] in RUNNING else ""
+    running = "The export continues on the server. " if job["status"] in RUNNING else ""
     return f"{running}Resume with: {shlex.join(command)}.{kept}"
 
 

@@ -7,6 +7,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,6 +27,7 @@ from data_export_cli.client import (
     download_archive,
     part_path,
 )
+from data_export_cli.main import main
 
 KEY = "csb_test_key"
 ARCHIVE = hashlib.sha256(b"seed").digest() * 40_000  # 1.28 MB
@@ -34,7 +39,7 @@ class Fake:
 
     url: str = ""
     requests: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)  # header names lower-case
-    replies: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)  # for API calls, in order
+    replies: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)  # API answers, in turn
     cut_after: list[int] = field(default_factory=list)  # per storage request: bytes sent before hanging up
     signed: int = 0
 
@@ -57,7 +62,8 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", "0")
             self.end_headers()
         else:
-            status, headers, body = fake.replies.pop(0)
+            # The last reply repeats: a job that stays where it is.
+            status, headers, body = fake.replies.pop(0) if len(fake.replies) > 1 else fake.replies[0]
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
@@ -203,3 +209,49 @@ def test_a_download_that_keeps_failing_keeps_the_part_file(fake: Fake, tmp_path:
             sleep=lambda _: None,
         )
     assert part_path(target).read_bytes() == ARCHIVE[:6000]
+
+
+def job_body(status: str, **extra: Any) -> dict[str, Any]:
+    sections = [{"key": "members", "status": status, "record_count": 0, "binary_count": 0, "error": None}]
+    return {"job_id": "j1", "status": status, "archive_format": "zip", "sections": sections, **extra}
+
+
+def test_a_failed_export_exits_with_its_error(fake: Fake, capsys: pytest.CaptureFixture[str]) -> None:
+    fake.replies = [
+        json_reply(200, job_body("pending")),
+        json_reply(200, job_body("failed", error="members: the store timed out", error_code="export_failed")),
+    ]
+    assert main(["export", "org1", "--endpoint", fake.url, "--api-key", KEY]) == 1
+    assert capsys.readouterr().err == "data-export: error: export j1 failed: members: the store timed out\n"
+
+
+def test_ctrl_c_says_how_to_resume(fake: Fake, tmp_path: Path) -> None:
+    fake.replies = [json_reply(200, job_body("pending"))]  # pending for ever
+    cli = Path(__file__).resolve().parents[2] / "cli"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "data_export_cli.main",
+            "export",
+            "org1",
+            "-o",
+            str(tmp_path),
+            "--endpoint",
+            fake.url,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(cli), "DATA_EXPORT_API_KEY": KEY},
+    )
+    assert process.stdout is not None
+    assert process.stdout.readline() == "export j1 requested (zip): pending\n"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip() == (
+        "interrupted. The export continues on the server. Resume with: "
+        f"data-export export org1 --job j1 -o {tmp_path} --endpoint {fake.url}."
+    )
+    assert KEY not in err
