@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from data_export.settings import MIB
-from data_export.storage.objects import MAX_PARTS
+from data_export.storage.objects import CHECKSUM_ALGORITHM, MAX_PARTS, part_checksum
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -172,10 +172,14 @@ def concatenate(
     upload_id: str,
     min_part_size: int = 5 * MIB,
     max_part_size: int = 5 * GIB,
+    checksums: bool = False,
 ) -> tuple[list[CompletedPartTypeDef], ConcatStats]:
     """Upload sources' bytes then ``tail`` as the parts of the multipart upload ``upload_id`` of
     ``target_key`` (sources in the same bucket). Returns the parts for complete_multipart_upload, which is
-    left to the caller, and what moved how. Raises before any upload when the plan exceeds 10,000 parts."""
+    left to the caller, and what moved how. Raises before any upload when the plan exceeds 10,000 parts.
+
+    ``checksums``: the upload was created with ChecksumAlgorithm=SHA256, so every part carries its SHA-256
+    (uploaded parts: computed here; copied parts: as S3 computed it while copying)."""
     plan = plan_parts([source.size for source in sources], len(tail), min_part_size, max_part_size)
     if len(plan) > MAX_PARTS:
         raise ValueError(f"concatenation needs {len(plan)} parts, S3 allows {MAX_PARTS}")
@@ -202,12 +206,30 @@ def concatenate(
                 CopySource={"Bucket": bucket, "Key": sources[part.source].key},
                 CopySourceRange=_byte_range(part.start, part.end),
             )
-            return {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"]}
+            result = copied["CopyPartResult"]
+            completed: CompletedPartTypeDef = {"PartNumber": number, "ETag": result["ETag"]}
+            # S3 returns the copy's checksum when the upload has an algorithm (moto 5 does not, and
+            # computes it itself on completion).
+            if checksums and "ChecksumSHA256" in result:
+                completed["ChecksumSHA256"] = result["ChecksumSHA256"]
+            return completed
         body = b"".join(read(segment) for segment in part.segments)
+        if not checksums:
+            uploaded = s3.upload_part(
+                Bucket=bucket, Key=target_key, UploadId=upload_id, PartNumber=number, Body=body
+            )
+            return {"PartNumber": number, "ETag": uploaded["ETag"]}
+        checksum = part_checksum(body)
         uploaded = s3.upload_part(
-            Bucket=bucket, Key=target_key, UploadId=upload_id, PartNumber=number, Body=body
+            Bucket=bucket,
+            Key=target_key,
+            UploadId=upload_id,
+            PartNumber=number,
+            Body=body,
+            ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            ChecksumSHA256=checksum,
         )
-        return {"PartNumber": number, "ETag": uploaded["ETag"]}
+        return {"PartNumber": number, "ETag": uploaded["ETag"], "ChecksumSHA256": checksum}
 
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS, thread_name_prefix="s3-concat") as pool:
         futures = [pool.submit(upload, number, part) for number, part in enumerate(plan, start=1)]

@@ -1,12 +1,20 @@
-"""S3 access: reading assets, writing the archive as a multipart upload, presigning its download."""
+"""S3 access: reading assets, writing the archive as a multipart upload, presigning its download.
+
+Every multipart upload is created with ``ChecksumAlgorithm=SHA256``: each part carries its SHA-256, S3 checks
+it on arrival and keeps a checksum of the whole object (the SHA-256 of the parts' SHA-256s, "-N" for N
+parts) that anyone can read back with ``head-object --checksum-mode ENABLED``."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
-from collections.abc import Iterator, Sequence
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from itertools import islice
+from typing import TYPE_CHECKING, Final
 from urllib.parse import quote
 
 from data_export.settings import MIB
@@ -18,6 +26,15 @@ if TYPE_CHECKING:
 
 READ_CHUNK = 1 * MIB
 MAX_PARTS = 10_000
+CHECKSUM_ALGORITHM: Final = "SHA256"
+# The digest pass over a finished object: ranges of this size, this many fetched ahead (memory: their sum).
+DIGEST_RANGE = 8 * MIB
+DIGEST_READ_AHEAD = 4
+
+
+def part_checksum(data: bytes | bytearray | memoryview) -> str:
+    """A part's ChecksumSHA256 as S3 wants it: the base64 of its SHA-256."""
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 @dataclass(frozen=True)
@@ -48,9 +65,12 @@ def part_size_for(part_number: int, base: int) -> int:
 
 
 class MultipartWriter:
-    """A write-only, never-seeking file-like sink that streams into an S3 multipart upload.
+    """A write-only, never-seeking file-like sink that streams into an S3 multipart upload (created with
+    SHA-256 part checksums, see the module docstring).
 
-    Memory stays bounded: one part being filled plus at most ``max_in_flight`` parts uploading."""
+    With ``digest=True`` it also computes the SHA-256 of everything written (``sha256``), on a thread of its
+    own that takes the parts in order, so hashing overlaps the caller's work instead of adding to it.
+    Memory stays bounded: one part being filled plus at most ``max_in_flight`` parts uploading or hashing."""
 
     def __init__(
         self,
@@ -61,6 +81,7 @@ class MultipartWriter:
         *,
         part_size: int,
         max_in_flight: int = 2,
+        digest: bool = False,
     ) -> None:
         self._client = client
         self._bucket = bucket
@@ -71,6 +92,10 @@ class MultipartWriter:
         self._parts: list[Future[dict[str, object]]] = []
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="s3-part")
         self._max_in_flight = max_in_flight
+        self._digest = hashlib.sha256() if digest else None
+        # One thread: it hashes the parts in the order they were queued.
+        self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") if digest else None
+        self._hashing: deque[Future[None]] = deque()
         self.bytes_written = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -94,13 +119,24 @@ class MultipartWriter:
         pending = [part for part in self._parts if not part.done()]
         if len(pending) >= self._max_in_flight:
             pending[0].result()
+        if self._hasher is not None and self._digest is not None:
+            while len(self._hashing) >= self._max_in_flight:
+                self._hashing.popleft().result()
+            self._hashing.append(self._hasher.submit(self._digest.update, data))
         self._parts.append(self._pool.submit(self._upload_part, number, data))
 
     def _upload_part(self, number: int, data: bytes) -> dict[str, object]:
+        checksum = part_checksum(data)
         response = self._client.upload_part(
-            Bucket=self._bucket, Key=self._key, UploadId=self.upload_id, PartNumber=number, Body=data
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self.upload_id,
+            PartNumber=number,
+            Body=data,
+            ChecksumAlgorithm=CHECKSUM_ALGORITHM,
+            ChecksumSHA256=checksum,
         )
-        return {"PartNumber": number, "ETag": response["ETag"]}
+        return {"PartNumber": number, "ETag": response["ETag"], "ChecksumSHA256": checksum}
 
     def complete(self) -> int:
         """Upload what is left as the last part, complete the upload and return the object's size."""
@@ -109,8 +145,10 @@ class MultipartWriter:
             self._buffer.clear()
         try:
             parts = [future.result() for future in self._parts]
+            while self._hashing:
+                self._hashing.popleft().result()
         finally:
-            self._pool.shutdown(wait=True)
+            self.close_pool()
         self._client.complete_multipart_upload(
             Bucket=self._bucket,
             Key=self._key,
@@ -119,8 +157,19 @@ class MultipartWriter:
         )
         return self.bytes_written
 
+    @property
+    def sha256(self) -> str:
+        """Hex SHA-256 of every byte written (``digest=True``); complete first."""
+        if self._digest is None:
+            raise ValueError("this writer was created without digest=True")
+        if self._hashing or self._buffer:
+            raise ValueError("the digest is known once the upload is complete")
+        return self._digest.hexdigest()
+
     def close_pool(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._hasher is not None:
+            self._hasher.shutdown(wait=True, cancel_futures=True)
 
 
 class ExportStore:
@@ -130,26 +179,75 @@ class ExportStore:
         self._client = client
         self._bucket = bucket
 
-    def start_upload(self, key: str, content_type: str, *, part_size: int) -> MultipartWriter:
-        upload = self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)
-        return MultipartWriter(self._client, self._bucket, key, upload["UploadId"], part_size=part_size)
+    def start_upload(
+        self, key: str, content_type: str, *, part_size: int, digest: bool = False
+    ) -> MultipartWriter:
+        upload_id = self.create_upload(key, content_type)
+        return MultipartWriter(self._client, self._bucket, key, upload_id, part_size=part_size, digest=digest)
 
     def create_upload(self, key: str, content_type: str) -> str:
-        return self._client.create_multipart_upload(Bucket=self._bucket, Key=key, ContentType=content_type)[
-            "UploadId"
-        ]
+        """A multipart upload whose parts carry SHA-256 checksums."""
+        return self._client.create_multipart_upload(
+            Bucket=self._bucket, Key=key, ContentType=content_type, ChecksumAlgorithm=CHECKSUM_ALGORITHM
+        )["UploadId"]
 
     def concatenate(self, sources: Sequence[SourceObject], tail: bytes, key: str, upload_id: str) -> int:
-        """Complete ``upload_id`` as the sources' bytes followed by ``tail``, copied server-side."""
+        """Complete ``upload_id`` (from ``create_upload``) as the sources' bytes followed by ``tail``,
+        copied server-side."""
         from data_export.storage.concat import concatenate  # concat builds on this module's limits
 
         parts, stats = concatenate(
-            self._client, bucket=self._bucket, sources=sources, tail=tail, target_key=key, upload_id=upload_id
+            self._client,
+            bucket=self._bucket,
+            sources=sources,
+            tail=tail,
+            target_key=key,
+            upload_id=upload_id,
+            checksums=True,
         )
         self._client.complete_multipart_upload(
             Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
         )
         return stats.size
+
+    def checksum_sha256(self, key: str) -> str | None:
+        """The object's checksum as S3 keeps it (base64; a multipart object's is a checksum of its parts'
+        checksums), or None when it has none."""
+        head = self._client.head_object(Bucket=self._bucket, Key=key, ChecksumMode="ENABLED")
+        return head.get("ChecksumSHA256")
+
+    def sha256(self, key: str, size: int, *, every_range: Callable[[int], None] = lambda done: None) -> str:
+        """Hex SHA-256 of the first ``size`` bytes of an object, read once in ranged GETs.
+
+        ``DIGEST_READ_AHEAD`` ranges are fetched ahead on a small pool while the current one is hashed, in
+        order, so memory stays at a few ranges whatever the size. ``every_range`` is called with the bytes
+        hashed so far after each range (a caller may raise from it to stop)."""
+        digest = hashlib.sha256()
+        starts = iter(range(0, size, DIGEST_RANGE))
+
+        def read(start: int) -> bytes:
+            end = min(start + DIGEST_RANGE, size)
+            body = self._client.get_object(Bucket=self._bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+            data = body["Body"].read()
+            if len(data) != end - start:
+                raise ValueError(f"{key}: read {len(data)} bytes at {start}, expected {end - start}")
+            return data
+
+        pool = ThreadPoolExecutor(max_workers=DIGEST_READ_AHEAD, thread_name_prefix="s3-digest")
+        try:
+            ahead = deque(pool.submit(read, start) for start in islice(starts, DIGEST_READ_AHEAD))
+            done = 0
+            while ahead:
+                data = ahead.popleft().result()
+                following = next(starts, None)
+                if following is not None:
+                    ahead.append(pool.submit(read, following))
+                digest.update(data)
+                done += len(data)
+                every_range(done)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        return digest.hexdigest()
 
     def put_bytes(self, key: str, data: bytes) -> None:
         self._client.put_object(Bucket=self._bucket, Key=key, Body=data)
