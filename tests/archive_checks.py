@@ -180,3 +180,44 @@ def _check_with_zip_input_stream(archive: Path, expected: set[str], work: Path) 
     ).stdout.decode("utf-8")
     assert {line.split("\t")[0] for line in listed.splitlines()} == expected
     return 1
+
+
+MANIFEST_SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "manifest.schema.json"
+
+
+def check_manifest_files(files: dict[str, bytes], top: str) -> dict[str, Any]:
+    """The manifest is valid against docs/manifest.schema.json, comes last, and lists every other file of the
+    archive once, in archive order, with its exact size and SHA-256. ``files`` as ``archive_files`` gives
+    them (in archive order)."""
+    import hashlib
+    import json
+
+    import jsonschema
+
+    name = f"{top}/manifest.yaml"
+    assert list(files)[-1] == name, "manifest.yaml is the archive's last file"
+    manifest: dict[str, Any] = yaml.safe_load(files[name])
+    schema = json.loads(MANIFEST_SCHEMA.read_text())
+    jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker()).validate(manifest)
+    listed = [f"{top}/{entry['path']}" for entry in manifest["files"]]
+    assert listed == [other for other in files if other != name]
+    for entry, path in zip(manifest["files"], listed, strict=True):
+        assert entry["size"] == len(files[path]), path
+        assert entry["sha256"] == hashlib.sha256(files[path]).hexdigest(), path
+    return manifest
+
+
+def s3_composite_checksum(s3: Any, bucket: str, key: str, data: bytes) -> str:
+    """The ChecksumSHA256 S3 should keep for ``data`` stored as ``key``'s parts: base64 of the SHA-256 of the
+    parts' SHA-256s (part sizes as S3 reports them), without the "-<parts>" suffix."""
+    import base64
+    import hashlib
+
+    head = s3.head_object(Bucket=bucket, Key=key, PartNumber=1)
+    digests, offset = [], 0
+    for number in range(1, int(head.get("PartsCount", 1)) + 1):
+        size = s3.head_object(Bucket=bucket, Key=key, PartNumber=number)["ContentLength"]
+        digests.append(hashlib.sha256(data[offset : offset + size]).digest())
+        offset += size
+    assert offset == len(data)
+    return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode()

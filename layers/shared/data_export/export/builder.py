@@ -10,23 +10,25 @@ partial or stale archive is never what a ``completed`` job points at.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from data_export.export.entries import ArchiveEntries, open_entries
+from data_export.errors import JobOwnershipLostError
+from data_export.export.entries import ArchiveEntries, ArchiveFile, open_entries
+from data_export.export.plan import WorkTotals, measure, record_weight
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.ids import new_id
-from data_export.jobs import Job
-from data_export.models import JobStatus, SectionReport
+from data_export.jobs import Job, archive_expiry
+from data_export.models import SECTION_KEYS, JobStatus, SectionReport
 from data_export.naming import safe_slug
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
 from data_export.storage.layout import export_prefix
-from data_export.storage.objects import AssetStore, ExportStore
+from data_export.storage.objects import AssetStore, ExportStore, MultipartWriter
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
 from data_export.yaml_emit import dump_document
 
@@ -55,6 +57,46 @@ class SectionFailedError(Exception):
         self.section = section
 
 
+@dataclass(frozen=True)
+class BuiltArchive:
+    """A completed archive object and its checksums."""
+
+    key: str
+    size: int
+    sha256: str  # hex SHA-256 of the object's bytes
+    s3_checksum_sha256: str | None  # the object's checksum as S3 keeps it (base64, of its parts' SHA-256s)
+
+
+@dataclass
+class BuildProgress:
+    """Saves the job's progress now and then while the fast path writes it; any refused write (the job was
+    canceled, or another attempt took it over) stops the build with JobOwnershipLostError."""
+
+    jobs: JobRepository
+    job: Job
+    attempt_id: str
+    sink: MultipartWriter
+    section: str = ""
+    last_save: float = field(default_factory=time.monotonic)
+
+    def record_written(self, record: dict[str, Any]) -> None:
+        self.job.done_weight += record_weight(record, self.section)
+        if time.monotonic() - self.last_save >= PROGRESS_INTERVAL_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        self.job.bytes_written = self.sink.bytes_written
+        if not self.jobs.save_progress(
+            self.job,
+            attempt_id=self.attempt_id,
+            sections=self.job.sections,
+            done_weight=self.job.done_weight,
+            bytes_written=self.job.bytes_written,
+        ):
+            raise JobOwnershipLostError(f"job {self.job.job_id} was canceled or taken over")
+        self.last_save = time.monotonic()
+
+
 @dataclass
 class ExportBuilder:
     jobs: JobRepository
@@ -65,8 +107,11 @@ class ExportBuilder:
     settings: Settings
     clock: Callable[[], datetime] = utcnow
 
-    def build(self, organization_id: str, job_id: str) -> Job | None:
-        """Build the job unless it is unknown, finished or owned by a live attempt; returns it as left."""
+    def build(self, organization_id: str, job_id: str, totals: WorkTotals | None = None) -> Job | None:
+        """Build the job unless it is unknown, finished or owned by a live attempt; returns it as left.
+
+        ``totals``: the export's records and weight if the caller measured them (the dispatcher does), else
+        the builder reads every record once more to measure them for the job's progress."""
         job = self.jobs.get(organization_id, job_id)
         if job is None:
             logger.warning("Export job not found; message dropped", extra={"job_id": job_id})
@@ -85,23 +130,54 @@ class ExportBuilder:
         job.status, job.attempt_id = JobStatus.PROCESSING, attempt_id
         job.started_at = job.started_at or now
         job.sections = [SectionReport(key=section.key) for section in job.sections]
-        return self._run(job, attempt_id)
+        return self._run(job, attempt_id, totals or self._measure(organization_id))
 
-    def _run(self, job: Job, attempt_id: str) -> Job:
+    def _measure(self, organization_id: str) -> WorkTotals:
+        sections = {
+            key: iter_section(self.org_data, self.api_keys, organization_id, key) for key in SECTION_KEYS
+        }
+        return measure(sections) or WorkTotals(0, 0)
+
+    def _run(self, job: Job, attempt_id: str, totals: WorkTotals) -> Job:
         object_key = f"{export_prefix(job.organization_id, job.job_id)}{attempt_id}/{job.output_filename}"
         sink = self.exports.start_upload(
-            object_key, job.archive_format.content_type, part_size=self.settings.part_size_bytes
+            object_key, job.archive_format.content_type, part_size=self.settings.part_size_bytes, digest=True
         )
         job.object_key = object_key
-        self.jobs.save_progress(job, attempt_id=attempt_id, object_key=object_key, upload_id=sink.upload_id)
+        job.total_records, job.total_weight, job.done_weight, job.bytes_written = (
+            totals.records,
+            totals.weight,
+            0,
+            0,
+        )
+        completed = False
         try:
+            if not self.jobs.save_progress(
+                job,
+                attempt_id=attempt_id,
+                object_key=object_key,
+                upload_id=sink.upload_id,
+                total_records=totals.records,
+                total_weight=totals.weight,
+                done_weight=0,
+                bytes_written=0,
+            ):
+                raise JobOwnershipLostError(f"job {job.job_id} was canceled or taken over")
             entries = open_entries(job.archive_format, sink, job.created_at)
-            self._write_archive(job, attempt_id, entries)
+            self._write_archive(job, entries, BuildProgress(self.jobs, job, attempt_id, sink))
             entries.close()
             size = sink.complete()
+            completed = True
+            archive = BuiltArchive(object_key, size, sink.sha256, self.exports.checksum_sha256(object_key))
+        except JobOwnershipLostError:
+            self._discard(sink, object_key, completed)
+            logger.warning(
+                "Export stopped: the job was canceled or taken over; nothing kept",
+                extra={"job_id": job.job_id},
+            )
+            return self.jobs.get(job.organization_id, job.job_id) or job
         except Exception as exc:
-            sink.close_pool()
-            self.exports.abort_upload(object_key, sink.upload_id)
+            self._discard(sink, object_key, completed)
             logger.exception("Export build failed", extra={"job_id": job.job_id})
             return self._fail(
                 job,
@@ -110,9 +186,22 @@ class ExportBuilder:
                 if isinstance(exc, SectionFailedError)
                 else f"Export failed: {type(exc).__name__}: {exc}",
             )
-        if not complete_or_discard(self.jobs, self.exports, job, attempt_id, object_key, size, self.clock()):
-            logger.warning("Export attempt lost its lease; archive discarded", extra={"job_id": job.job_id})
+        if not complete_or_discard(
+            self.jobs, self.exports, job, attempt_id, archive, self.clock(), self.settings.job_retention_days
+        ):
+            logger.warning(
+                "Export attempt lost the job (canceled or lease ran out); archive discarded",
+                extra={"job_id": job.job_id},
+            )
+            return self.jobs.get(job.organization_id, job.job_id) or job
         return job
+
+    def _discard(self, sink: MultipartWriter, object_key: str, completed: bool) -> None:
+        """Leave nothing of this attempt's archive: abort its upload, or delete the object if completed."""
+        sink.close_pool()
+        self.exports.abort_upload(object_key, sink.upload_id)
+        if completed:
+            self.exports.delete(object_key)
 
     def _fail(self, job: Job, attempt_id: str, message: str) -> Job:
         for section in job.sections:
@@ -129,20 +218,13 @@ class ExportBuilder:
         )
         return job
 
-    def _write_archive(self, job: Job, attempt_id: str, entries: ArchiveEntries) -> None:
+    def _write_archive(self, job: Job, entries: ArchiveEntries, progress: BuildProgress) -> None:
         top = archive_folder(job)
         missing: list[MissingAsset] = []
-        last_save = time.monotonic()
-
-        def save_now_and_then() -> None:
-            nonlocal last_save
-            if time.monotonic() - last_save >= PROGRESS_INTERVAL_SECONDS:
-                self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
-                last_save = time.monotonic()
-
         for report in job.sections:
             report.status = JobStatus.PROCESSING
-            self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
+            progress.section = report.key
+            progress.save()
             section_missing: list[MissingAsset] = []
             records = iter_section(self.org_data, self.api_keys, job.organization_id, report.key)
             try:
@@ -154,22 +236,23 @@ class ExportBuilder:
                     self.assets.open,
                     report,
                     section_missing,
-                    save_now_and_then,
+                    progress.record_written,
                 )
+            except JobOwnershipLostError:
+                raise
             except Exception as exc:
                 raise SectionFailedError(report.key, exc) from exc
             missing.extend(section_missing)
             report.error = missing_summary(section_missing)
             report.status = JobStatus.COMPLETED
-            self.jobs.save_progress(job, attempt_id=attempt_id, sections=job.sections)
-            last_save = time.monotonic()
-        entries.add_file(f"{top}/manifest.yaml", self._manifest(job, missing))
+            progress.save()
+        entries.add_file(f"{top}/manifest.yaml", self._manifest(job, missing, entries.files))
 
-    def _manifest(self, job: Job, missing: list[MissingAsset]) -> bytes:
+    def _manifest(self, job: Job, missing: list[MissingAsset], files: Sequence[ArchiveFile]) -> bytes:
         organization = (
             self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
         )
-        return dump_document(manifest_document(job, organization, missing, self.clock()))
+        return dump_document(manifest_document(job, organization, missing, self.clock(), files))
 
 
 def complete_or_discard(
@@ -177,17 +260,24 @@ def complete_or_discard(
     exports: ExportStore,
     job: Job,
     attempt_id: str,
-    object_key: str,
-    size: int,
+    archive: BuiltArchive,
     now: datetime,
+    retention_days: int,
 ) -> bool:
     """Mark the job completed with this archive if the attempt still owns it; else delete the archive, which
-    is not the one (the attempt's lease ran out and another took over). True when completed."""
+    is not the one (the job was canceled, or the attempt's lease ran out and another took over). True when
+    completed."""
+    expires_at = archive_expiry(now, retention_days)
     job.object_key, job.status, job.file_size_bytes, job.completed_at = (
-        object_key,
+        archive.key,
         JobStatus.COMPLETED,
-        size,
+        archive.size,
         now,
+    )
+    job.archive_sha256, job.s3_checksum_sha256, job.archive_expires_at = (
+        archive.sha256,
+        archive.s3_checksum_sha256,
+        expires_at,
     )
     completed = jobs.finish(
         job,
@@ -195,17 +285,26 @@ def complete_or_discard(
         status=JobStatus.COMPLETED,
         sections=job.sections,
         completed_at=now,
-        file_size_bytes=size,
+        file_size_bytes=archive.size,
+        archive_sha256=archive.sha256,
+        s3_checksum_sha256=archive.s3_checksum_sha256,
+        archive_expires_at=expires_at,
     )
     if not completed:
-        exports.delete(object_key)
+        exports.delete(archive.key)
     return completed
 
 
 def manifest_document(
-    job: Job, organization: dict[str, Any], missing: list[MissingAsset], generated_at: datetime
+    job: Job,
+    organization: dict[str, Any],
+    missing: list[MissingAsset],
+    generated_at: datetime,
+    files: Iterable[ArchiveFile],
 ) -> dict[str, Any]:
-    """manifest.yaml: what the archive is, and the same sections inventory as the API."""
+    """manifest.yaml: what the archive is, the same sections inventory as the API, and every other file of
+    the archive (its path under the top folder, size and SHA-256), in archive order."""
+    top = f"{archive_folder(job)}/"
     return {
         "format_version": job.format_version,
         "job_id": job.job_id,
@@ -222,4 +321,5 @@ def manifest_document(
             {"section": m.section, "record_id": m.record_id, "field": m.field, "filename": m.filename}
             for m in missing
         ],
+        "files": [{"path": f.path.removeprefix(top), "size": f.size, "sha256": f.sha256} for f in files],
     }

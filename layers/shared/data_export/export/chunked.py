@@ -1,21 +1,29 @@
 """The chunked build of big exports, driven by Step Functions: plan -> build units (Map) -> assemble,
 with a fail step that cleans up. Each step is idempotent, so Step Functions may retry any of them.
 
-- ``plan`` claims the job for the execution (its name is the run id) and cuts it into work units.
+- ``plan`` claims the job for the execution (its name is the run id), cuts it into work units and stores
+  the export's totals (records, weight) for its progress.
 - ``build_unit`` streams one unit's entries into a temporary object (zip: local entries without a central
-  directory; tar.gz: one gzip member without the end blocks) and stores the unit's index beside it. A retry
-  rewrites the same keys; the job's section counters take each unit once.
+  directory; tar.gz: one gzip member without the end blocks) and stores the unit's index beside it (with
+  each file's size and SHA-256, for the manifest). A retry rewrites the same keys; the job's section
+  counters and progress take each unit once.
 - ``assemble`` concatenates the units server-side (S3 UploadPartCopy) and appends the tail: the manifest,
   then the zip central directory with every entry's offset shifted by its unit's base (or the tar end).
+  Then it reads the archive once to compute its SHA-256 (a SHA-256 cannot be combined from the units').
 - ``fail`` aborts every multipart upload of the run, deletes its temporary objects and fails the job.
+
+A job canceled (or taken over) while a step runs refuses that step's writes: the step then deletes what it
+wrote and raises JobOwnershipLostError, and the state machine's Catch runs ``fail``, which cleans up the run
+whatever the job's state (failing an already failed job is a no-op).
 """
 
 from __future__ import annotations
 
 import io
 import json
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,9 +33,16 @@ from data_export.archive.compression import crc32_combine
 from data_export.archive.tar import GZIP_HEADER, TarGzStreamWriter
 from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
 from data_export.errors import IncompleteBuildError, JobOwnershipLostError
-from data_export.export.builder import archive_folder, complete_or_discard, manifest_document, utcnow
-from data_export.export.entries import open_entries
-from data_export.export.plan import WorkUnit, plan_units
+from data_export.export.builder import (
+    PROGRESS_INTERVAL_SECONDS,
+    BuiltArchive,
+    archive_folder,
+    complete_or_discard,
+    manifest_document,
+    utcnow,
+)
+from data_export.export.entries import ArchiveFile, open_entries
+from data_export.export.plan import WorkUnit, plan_units, unit_totals
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.jobs import Job
 from data_export.models import SECTION_KEYS, ArchiveFormat, JobStatus, SectionReport
@@ -55,6 +70,7 @@ class UnitIndex:
     zip_entries: list[dict[str, Any]]
     tar_crc32: int = 0  # tar.gz: the segment's CRC-32 and size of its tar bytes (for the member's trailer)
     tar_size: int = 0
+    files: list[list[Any]] = field(default_factory=list)  # [path, size, sha256] of each file, in order
 
 
 @dataclass
@@ -93,7 +109,17 @@ class ChunkedExport:
         }
         units = plan_units(sections, target_bytes=target_bytes, max_records=max_records)
         reports = [SectionReport(key=key) for key in SECTION_KEYS]
-        if not self.jobs.save_progress(job, attempt_id=run_id, sections=reports, units_total=len(units)):
+        totals = unit_totals(units)
+        if not self.jobs.save_progress(
+            job,
+            attempt_id=run_id,
+            sections=reports,
+            units_total=len(units),
+            total_records=totals.records,
+            total_weight=totals.weight,
+            done_weight=0,
+            bytes_written=0,
+        ):
             raise JobOwnershipLostError(f"job {job_id} is owned by another run")
         logger.info("Export planned", extra={"job_id": job_id, "units": len(units)})
         return units
@@ -106,13 +132,16 @@ class ChunkedExport:
         )
         report = SectionReport(key=unit.section)
         missing: list[MissingAsset] = []
+        watch = OwnershipWatch(lambda: self._owned_job(organization_id, job_id, run_id))
         try:
             entries = open_entries(job.archive_format, sink, job.created_at, chunk=True)
             records = iter_section(
                 self.org_data, self.api_keys, organization_id, unit.section, unit.first, unit.last
             )
             folder = SectionFolder(unit.section, renamed=unit.names)
-            write_section(entries, archive_folder(job), folder, records, self.assets.open, report, missing)
+            write_section(
+                entries, archive_folder(job), folder, records, self.assets.open, report, missing, watch.check
+            )
             chunk = entries.close_chunk()
             size = sink.complete()
         except BaseException:
@@ -129,16 +158,27 @@ class ChunkedExport:
             zip_entries=[asdict(entry) for entry in chunk.zip_entries],
             tar_crc32=chunk.tar_crc32,
             tar_size=chunk.tar_size,
+            files=[list(file) for file in entries.files],
         )
-        self.exports.put_bytes(self._index_key(job, run_id, unit.unit_id), json.dumps(asdict(index)).encode())
-        self.jobs.count_unit(
+        index_key = self._index_key(job, run_id, unit.unit_id)
+        self.exports.put_bytes(index_key, json.dumps(asdict(index)).encode())
+        counted = self.jobs.count_unit(
             job,
             attempt_id=run_id,
             unit_id=unit.unit_id,
             section_index=SECTION_KEYS.index(unit.section),
             records=report.record_count,
             binaries=report.binary_count,
+            weight=unit.estimated_bytes,
+            size=size,
         )
+        if not counted:  # counted by an earlier try of this unit, or the job is no longer this run's
+            try:
+                self._owned_job(organization_id, job_id, run_id)
+            except JobOwnershipLostError:
+                self.exports.delete(key)
+                self.exports.delete(index_key)
+                raise
         return index
 
     def assemble(self, organization_id: str, job_id: str, run_id: str, unit_ids: list[str]) -> Job:
@@ -154,8 +194,12 @@ class ChunkedExport:
         ]
         job.sections = _section_reports(indexes)
         missing = [MissingAsset(**m) for index in indexes for m in index.missing]
+        files = [ArchiveFile(*file) for index in indexes for file in index.files]
         body_size = sum(index.size for index in indexes)
-        manifest = dump_document(manifest_document(job, self._organization(job), missing, self.clock()))
+        manifest = dump_document(
+            manifest_document(job, self._organization(job), missing, self.clock(), files)
+        )
+        del files
         tail = _tail(job, indexes, manifest, body_size)
         object_key = f"{export_prefix(job.organization_id, job.job_id)}{run_id}/{job.output_filename}"
         upload_id = self.exports.create_upload(object_key, job.archive_format.content_type)
@@ -168,7 +212,16 @@ class ChunkedExport:
             self.exports.put_bytes(head_key, GZIP_HEADER)
             sources.insert(0, SourceObject(head_key, len(GZIP_HEADER)))
         size = self.exports.concatenate(sources, tail, object_key, upload_id)
-        if not complete_or_discard(self.jobs, self.exports, job, run_id, object_key, size, self.clock()):
+        try:
+            watch = OwnershipWatch(lambda: self._owned_job(organization_id, job_id, run_id))
+            sha256 = self.exports.sha256(object_key, size, every_range=lambda done: watch.check())
+        except JobOwnershipLostError:
+            self.exports.delete(object_key)
+            raise
+        archive = BuiltArchive(object_key, size, sha256, self.exports.checksum_sha256(object_key))
+        if not complete_or_discard(
+            self.jobs, self.exports, job, run_id, archive, self.clock(), self.settings.job_retention_days
+        ):
             raise JobOwnershipLostError(f"job {job_id} is owned by another run")
         self.exports.delete_prefix(self.run_prefix(job, run_id))
         logger.info("Export assembled", extra={"job_id": job_id, "units": len(indexes), "size": size})
@@ -208,6 +261,20 @@ class ChunkedExport:
 
     def _organization(self, job: Job) -> dict[str, Any]:
         return self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
+
+
+@dataclass
+class OwnershipWatch:
+    """Checks now and then (a consistent read) that the run still owns the job, so that a step with no job
+    write of its own stops soon after a cancel: ``check`` raises JobOwnershipLostError once it does not."""
+
+    owned_job: Callable[[], Job]
+    last_check: float = field(default_factory=time.monotonic)
+
+    def check(self, *_: object) -> None:
+        if time.monotonic() - self.last_check >= PROGRESS_INTERVAL_SECONDS:
+            self.owned_job()
+            self.last_check = time.monotonic()
 
 
 def _section_reports(indexes: list[UnitIndex]) -> list[SectionReport]:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from aws_lambda_powertools import Logger
 
 from data_export.export.builder import ExportBuilder
-from data_export.export.plan import record_weight
+from data_export.export.plan import WorkTotals, measure
 from data_export.models import SECTION_KEYS
 from data_export.settings import Settings
 from data_export.storage.org_data import iter_section
@@ -40,8 +40,13 @@ class ExportDispatcher:
         job = self.builder.jobs.get(organization_id, job_id)
         if job is None or job.is_finished:
             return Dispatch.SKIPPED
-        if self._is_small(organization_id):
+        if not self.settings.state_machine_arn:
+            # No state machine configured: the worker builds everything itself (and measures it).
             self.builder.build(organization_id, job_id)
+            return Dispatch.BUILT
+        totals = self._small_totals(organization_id)
+        if totals is not None:
+            self.builder.build(organization_id, job_id, totals)
             return Dispatch.BUILT
         execution_input = {
             "organization_id": organization_id,
@@ -61,17 +66,15 @@ class ExportDispatcher:
         logger.info("Export handed to Step Functions", extra={"job_id": job_id})
         return Dispatch.STARTED
 
-    def _is_small(self, organization_id: str) -> bool:
-        """Within the fast-path limits? Stops reading as soon as the answer is no."""
-        if not self.settings.state_machine_arn:
-            return True  # no state machine configured: the worker builds everything itself
-        weight = count = 0
-        for section in SECTION_KEYS:
-            for record in iter_section(
-                self.builder.org_data, self.builder.api_keys, organization_id, section
-            ):
-                weight += record_weight(record, section)
-                count += 1
-                if weight > self.settings.fast_path_max_bytes or count > self.settings.fast_path_max_records:
-                    return False
-        return True
+    def _small_totals(self, organization_id: str) -> WorkTotals | None:
+        """The export's totals when it is within the fast-path limits (the build's progress is measured
+        against them), else None. Stops reading as soon as the answer is no."""
+        sections = {
+            section: iter_section(self.builder.org_data, self.builder.api_keys, organization_id, section)
+            for section in SECTION_KEYS
+        }
+        return measure(
+            sections,
+            max_weight=self.settings.fast_path_max_bytes,
+            max_records=self.settings.fast_path_max_records,
+        )

@@ -38,6 +38,39 @@ class WorkUnit:
         return cls(**data)
 
 
+@dataclass(frozen=True)
+class WorkTotals:
+    """The work of a whole export, as the job's progress measures it."""
+
+    records: int
+    weight: int  # sum of record_weight
+
+
+def measure(
+    sections: Mapping[str, Iterable[dict[str, Any]]],
+    *,
+    max_weight: float = float("inf"),
+    max_records: float = float("inf"),
+) -> WorkTotals | None:
+    """The totals of every section's records, or None as soon as they pass either limit."""
+    weight = records = 0
+    for section in SECTION_KEYS:
+        for record in sections[section]:
+            weight += record_weight(record, section)
+            records += 1
+            if weight > max_weight or records > max_records:
+                return None
+    return WorkTotals(records, weight)
+
+
+def unit_totals(units: Iterable[WorkUnit]) -> WorkTotals:
+    records = weight = 0
+    for unit in units:
+        records += unit.records
+        weight += unit.estimated_bytes
+    return WorkTotals(records, weight)
+
+
 def unit_name(section_index: int, section: str, unit_index: int) -> str:
     return f"{section_index:02d}-{section}-{unit_index:05d}"
 

@@ -101,9 +101,10 @@ def write_section(
     open_asset: AssetOpener,
     report: SectionReport,
     missing: list[MissingAsset],
-    on_record: Callable[[], None] = lambda: None,
+    on_record: Callable[[dict[str, Any]], None] = lambda record: None,
 ) -> None:
-    """Write records (YAML) and their binaries under ``top/``, counting them in ``report``."""
+    """Write records (YAML) and their binaries under ``top/``, counting them in ``report``; ``on_record``
+    is told of each record once it is written."""
 
     def write_asset(path: str, asset: Asset) -> None:
         entries.add_asset(f"{top}/{path}", asset)
@@ -113,7 +114,7 @@ def write_section(
         entries.add_file(f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported))
         report.record_count += 1
         report.binary_count += binaries
-        on_record()
+        on_record(record)
 
 
 def missing_summary(missing: Sequence[MissingAsset]) -> str | None:
