@@ -47,6 +47,7 @@ REQUEST_ATTEMPTS = 6  # per API call, for 429/503 and dropped connections
 DOWNLOAD_ATTEMPTS = 6  # per download, each with a fresh URL and a Range from where the .part ends
 LONGEST_RETRY_AFTER = 120.0  # a longer wait (a used-up daily quota) is reported instead of waited out
 REDIRECTS = (301, 302, 303, 307, 308)
+REDRAW_SECONDS = 0.1  # at most ten redraws a second of the download bar
 
 
 class ClientError(Exception):
@@ -364,6 +365,7 @@ class ByteProgress:
         self._clock = clock
         self._started: tuple[float, int] | None = None
         self._last_quarter = -1
+        self._drawn_at = -float("inf")
 
     def update(self, done: int) -> None:
         now = self._clock()
@@ -371,6 +373,9 @@ class ByteProgress:
             self._started = (now, done)
         fraction = done / self.total if self.total else 1.0
         if self.display.interactive:
+            if done < self.total and now - self._drawn_at < REDRAW_SECONDS:
+                return  # a fast download would otherwise redraw thousands of times a second
+            self._drawn_at = now
             since, from_bytes = self._started
             speed = (done - from_bytes) / (now - since) if now > since else 0.0
             width = self.display.width() - 1

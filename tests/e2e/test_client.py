@@ -28,7 +28,7 @@ from data_export_cli.main import main
 
 from tests.archive_checks import ACME
 from tests.e2e.client import BASE, call, wait_for_job
-from tests.security.helpers import new_key, organization, seed
+from tests.security.helpers import export, new_key, organization, seed
 
 ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
 REVOKED_KEY = "csb_2ym7FgoRF9Hvrby6WjKt989NUzo4l7Hx_035ce1bd"
@@ -277,9 +277,7 @@ def test_a_refused_key_exits_with_the_api_message(api_url: str, capsys: pytest.C
     assert err == f"data-export: error: {body['message']} (HTTP {refused.status} {body['error']})\n"
 
 
-def test_status_and_list(
-    api_url: str, finished_zip: dict[str, Any], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_status(api_url: str, finished_zip: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     job = finished_zip["job"]
     common = ["--endpoint", api_url, "--api-key", ACME_KEY]
     assert main(["status", ACME, job["job_id"], "--json", *common]) == 0
@@ -292,19 +290,34 @@ def test_status_and_list(
     assert f"job       {job['job_id']} (zip, format 1.0)" in summary
     assert f"sha256    {job['archive_sha256']}" in summary
     assert "status    completed 100.0%, 7/7 sections, 19 records, 7 binaries" in summary
-    assert main(["list", ACME, "--limit", "1", "--all", *common]) == 0  # pages of one, followed to the end
-    listed = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(f"{job['job_id']}  completed  zip ") for line in listed)
-    assert len(listed) >= 2
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_organization(stack: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
-    """An organization no other test uses, so that deleting its archive disturbs nobody."""
+    """A small organization of the test's own: its exports are the test's alone to list or delete."""
     key = new_key()
     fixture = organization("ClientTest", key)
     seed(stack, tmp_path_factory.mktemp("client-org"), fixture)
     return fixture["organization"]["id"], key
+
+
+def test_list_follows_next_token_with_all(
+    api_url: str, own_organization: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    organization_id, key = own_organization
+    first, _ = export(api_url, organization_id, key, "zip")
+    second, _ = export(api_url, organization_id, key, "tar.gz")
+    common = ["--endpoint", api_url, "--api-key", key]
+    assert main(["list", organization_id, "--limit", "1", *common]) == 0
+    one_page = capsys.readouterr().out.splitlines()
+    assert one_page[0].startswith(f"{second['job_id']}  completed  tar.gz ")
+    assert one_page[1:] == ["(more: --all, or --limit higher than 1)"]
+    assert main(["list", organization_id, "--limit", "1", "--all", *common]) == 0  # pages of one
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[:3] for line in listed] == [
+        [second["job_id"], "completed", "tar.gz"],
+        [first["job_id"], "completed", "zip"],
+    ]
 
 
 def test_a_deleted_archive_is_reported(

@@ -145,3 +145,13 @@ def test_retry_after() -> None:
     assert retry_after_seconds("Wed, 01 Jan 2025 11:00:00 GMT", now=now) == 0.0
     assert retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None
+
+
+def test_byte_progress_redraws_at_most_ten_times_a_second_but_always_the_end() -> None:
+    ticks = iter([0.0, 0.05, 0.2, 0.21])
+    out = io.StringIO()
+    bar = ByteProgress(Display(out, interactive=True), total=100, clock=lambda: next(ticks))
+    for done in (10, 20, 30, 100):
+        bar.update(done)
+    drawn = [part.split("%")[0].split()[-1] for part in out.getvalue().split("\r") if part]
+    assert drawn == ["10.0", "30.0", "100.0"]
