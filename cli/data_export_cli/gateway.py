@@ -1,5 +1,6 @@
 """A local API Gateway: HTTP requests become REST API (payload 1.0) proxy events for the functions whose
-`Api` events in template.yaml match the method and path, exactly as API Gateway would build them."""
+`Api` events in template.yaml match the method and path, exactly as API Gateway would build them.
+GET / and the other files directly inside web/ serve the "Export your data" page from the same origin."""
 
 from __future__ import annotations
 
@@ -9,12 +10,44 @@ import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from data_export_cli.stack import LocalStack
+from data_export_cli.template import REPO_ROOT
 
 STAGE = "local"
+WEB_ROOT = REPO_ROOT / "web"
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+}
+STATIC_HEADERS = {
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    # The page's own <meta> policy covers scripts and styles; framing can only be refused by a header.
+    "Content-Security-Policy": "frame-ancestors 'none'",
+}
+
+
+def static_file(web_root: Path, url_path: str) -> tuple[int, dict[str, str], bytes] | None:
+    """The answer to GET `url_path` when it names a file directly inside `web_root` ("/" is index.html),
+    else None. The path is taken as sent (no percent-decoding), and a name holding a slash or starting with
+    a dot is never a file here, so no request reaches outside `web_root`."""
+    name = "index.html" if url_path == "/" else url_path.removeprefix("/")
+    content_type = STATIC_TYPES.get(Path(name).suffix.lower())
+    if content_type is None or not name or "/" in name or "\\" in name or name.startswith("."):
+        return None
+    file = web_root / name
+    if not file.is_file():
+        return None
+    return 200, {"Content-Type": content_type, **STATIC_HEADERS}, file.read_bytes()
 
 
 def api_event(
@@ -66,8 +99,9 @@ def _param_names(route_path: str) -> list[str]:
 
 
 class ApiGateway:
-    def __init__(self, stack: LocalStack, host: str, port: int) -> None:
+    def __init__(self, stack: LocalStack, host: str, port: int, web_root: Path | None = WEB_ROOT) -> None:
         self.stack = stack
+        self.web_root = web_root
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -90,6 +124,10 @@ class ApiGateway:
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes, source_ip: str
     ) -> tuple[int, dict[str, str], bytes]:
         split = urlsplit(raw_path)
+        if method == "GET" and self.web_root is not None:
+            page = static_file(self.web_root, split.path)
+            if page is not None:
+                return page
         path_allowed = False
         for spec in self.stack.functions.values():
             for route in spec.routes:
