@@ -822,7 +822,8 @@ def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
         try:
             return command(args)
         except ClientError as error:
-            print(f"data-export: error: {error}", file=sys.stderr)
+            one_line = " ".join(str(error).split())  # e.g. a YAML parser's message spans lines
+            print(f"data-export: error: {one_line}", file=sys.stderr)
             return 1
 
     return run
