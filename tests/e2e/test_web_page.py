@@ -111,20 +111,31 @@ class WebSocket:
 
 
 class Page:
-    """One browser tab over CDP: commands by id, events skipped."""
+    """One browser tab over CDP: commands answered by id, events kept until asked for."""
 
     def __init__(self, websocket_url: str) -> None:
         self._websocket = WebSocket(websocket_url)
         self._next_id = 0
+        self._events: list[dict[str, Any]] = []
 
     def command(self, method: str, **params: Any) -> dict[str, Any]:
         self._next_id += 1
         self._websocket.send(json.dumps({"id": self._next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self._websocket.receive())
-            if message.get("id") == self._next_id:
+            if "id" not in message:
+                self._events.append(message)
+            elif message["id"] == self._next_id:
                 assert "error" not in message, message
                 return dict(message["result"])
+
+    def event(self, method: str) -> dict[str, Any]:
+        """The params of the next `method` event (the websocket's timeout bounds the wait)."""
+        while True:
+            for index, message in enumerate(self._events):
+                if message["method"] == method:
+                    return dict(self._events.pop(index)["params"])
+            self._events.append(json.loads(self._websocket.receive()))
 
     def evaluate(self, expression: str) -> Any:
         result = self.command(
@@ -349,6 +360,36 @@ def test_a_person_exports_and_downloads_from_the_page(page: Page, api_url: str, 
     # The key stays out of the address bar and out of storage that outlives the tab.
     assert ACME_KEY not in page.evaluate("location.href")
     assert page.evaluate("localStorage.length") == 0
+
+
+def test_a_rate_limited_poll_waits_as_told_then_goes_on(page: Page, api_url: str) -> None:
+    page.open(f"{api_url}/?org={ACME}")
+    # The browser itself answers the first poll with a 429 (the start request has no "/" after the org);
+    # Retry-After 5 s, not the page's own first back-off of 3 s.
+    page.command("Fetch.enable", patterns=[{"urlPattern": f"{api_url}{BASE}/{ACME}/*"}])
+    fill_and_start(page, ACME_KEY, "zip")
+    paused = page.event("Fetch.requestPaused")
+    assert paused["request"]["method"] == "GET"
+    body = {"error": "rate_limited", "message": "Too many requests for this key."}
+    page.command(
+        "Fetch.fulfillRequest",
+        requestId=paused["requestId"],
+        responseCode=429,
+        responseHeaders=[
+            {"name": "Content-Type", "value": "application/json"},
+            {"name": "Retry-After", "value": "5"},
+        ],
+        body=base64.b64encode(json.dumps(body).encode()).decode(),
+    )
+    page.command("Fetch.disable")
+    shown = page.wait_for(
+        "document.getElementById('error').hidden ? '' : document.getElementById('error').textContent", 30
+    )
+    assert "Too many requests for this key. Checking again in 5 s." in shown and "rate_limited" in shown
+
+    page.wait_for("document.getElementById('job').dataset.status === 'completed'", EXPORT_DEADLINE_S)
+    assert page.evaluate("document.getElementById('error').hidden") is True
+    assert page.evaluate("document.getElementById('download').getAttribute('href')").startswith("http")
 
 
 def test_a_bad_key_shows_the_apis_message(page: Page, api_url: str) -> None:
