@@ -228,3 +228,24 @@ def test_cancel_during_assembly_leaves_nothing(stack: Any, monkeypatch: pytest.M
     assert uploads == [] and not [key for key in objects if key.startswith("exports/")]
     chunked.fail(ACME, job.job_id, run_id, "Export failed: JobOwnershipLostError")
     check_canceled(stack, job.job_id)
+
+
+def test_an_archive_too_big_to_hash_in_time_completes_without_its_sha256(stack: Any) -> None:
+    job = create_job(ACME, ArchiveFormat.ZIP)
+    run_id = "run-" + job.job_id
+    chunked = wiring.chunked_export()
+    units = planned(chunked, job, run_id)
+    for unit in units:
+        chunked.build_unit(ACME, job.job_id, run_id, unit)
+    unit_ids = [unit.unit_id for unit in units]
+    chunked.assemble(ACME, job.job_id, run_id, unit_ids, deadline=time.monotonic())
+    built = stored(job.job_id)
+    assert built.status is JobStatus.COMPLETED and built.archive_sha256 is None
+    # Everything else still verifies: the S3 checksum, and every file against the manifest.
+    data = download(stack, built)
+    s3, bucket = stack.client("s3"), stack.physical["ExportsBucket"]
+    assert built.s3_checksum_sha256 is not None
+    assert built.s3_checksum_sha256.split("-")[0] == s3_composite_checksum(
+        s3, bucket, str(built.object_key), data
+    )
+    check_manifest_files(archive_files(data, "zip"), built.output_filename.removesuffix(".zip"))

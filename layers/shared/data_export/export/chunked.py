@@ -56,6 +56,9 @@ from data_export.yaml_emit import dump_document
 
 logger = Logger(child=True)
 
+# The Assemble Lambda's timeout (template.yaml: 900 s) less a minute to complete the job and clean up.
+ASSEMBLE_BUDGET_SECONDS = 840.0
+
 
 @dataclass(frozen=True)
 class UnitIndex:
@@ -181,7 +184,21 @@ class ChunkedExport:
                 raise
         return index
 
-    def assemble(self, organization_id: str, job_id: str, run_id: str, unit_ids: list[str]) -> Job:
+    def assemble(
+        self,
+        organization_id: str,
+        job_id: str,
+        run_id: str,
+        unit_ids: list[str],
+        *,
+        deadline: float | None = None,
+    ) -> Job:
+        """Concatenate the units into the archive, hash it and complete the job. ``deadline`` (a
+        ``time.monotonic()`` value; default: ASSEMBLE_BUDGET_SECONDS from now): when hashing the archive
+        could not finish by then at the rate measured, the job completes without ``archive_sha256`` rather
+        than the step running out of time."""
+        if deadline is None:
+            deadline = time.monotonic() + ASSEMBLE_BUDGET_SECONDS
         job = self._owned_job(organization_id, job_id, run_id)
         if len(unit_ids) != job.units_total or set(unit_ids) != job.units_done:
             # Never complete an archive that lacks a planned unit, whatever the caller passes.
@@ -213,8 +230,7 @@ class ChunkedExport:
             sources.insert(0, SourceObject(head_key, len(GZIP_HEADER)))
         size = self.exports.concatenate(sources, tail, object_key, upload_id)
         try:
-            watch = OwnershipWatch(lambda: self._owned_job(organization_id, job_id, run_id))
-            sha256 = self.exports.sha256(object_key, size, every_range=lambda done: watch.check())
+            sha256 = self._archive_sha256(job, run_id, object_key, size, deadline)
         except JobOwnershipLostError:
             self.exports.delete(object_key)
             raise
@@ -247,6 +263,28 @@ class ChunkedExport:
         )
 
     # -- helpers ---------------------------------------------------------------------------------------
+    def _archive_sha256(self, job: Job, run_id: str, key: str, size: int, deadline: float) -> str | None:
+        """The archive's SHA-256, read back once; None when it would not be done by ``deadline``."""
+        watch = OwnershipWatch(lambda: self._owned_job(job.organization_id, job.job_id, run_id))
+        start = time.monotonic()
+
+        def every_range(done: int) -> None:
+            watch.check()
+            now = time.monotonic()
+            # Project from the rate so far once it means something (5% read or 10 s), to give up early.
+            measured = done >= size / 20 or now - start >= 10
+            if now > deadline or (measured and now + (now - start) * (size - done) / done > deadline):
+                raise _OutOfTimeError
+
+        try:
+            return self.exports.sha256(key, size, every_range=every_range)
+        except _OutOfTimeError:
+            logger.warning(
+                "Archive too big to hash in the time left; completed without its SHA-256",
+                extra={"job_id": job.job_id, "size": size},
+            )
+            return None
+
     def _job(self, organization_id: str, job_id: str) -> Job:
         job = self.jobs.get(organization_id, job_id)
         if job is None:
@@ -261,6 +299,10 @@ class ChunkedExport:
 
     def _organization(self, job: Job) -> dict[str, Any]:
         return self.org_data.get_record(job.organization_id, "organization", job.organization_id) or {}
+
+
+class _OutOfTimeError(Exception):
+    """Hashing the archive would overrun the step's deadline."""
 
 
 @dataclass

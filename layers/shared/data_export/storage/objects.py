@@ -29,7 +29,7 @@ MAX_PARTS = 10_000
 CHECKSUM_ALGORITHM: Final = "SHA256"
 # The digest pass over a finished object: ranges of this size, this many fetched ahead (memory: their sum).
 DIGEST_RANGE = 8 * MIB
-DIGEST_READ_AHEAD = 4
+DIGEST_READ_AHEAD = 8
 
 
 def part_checksum(data: bytes | bytearray | memoryview) -> str:
@@ -96,6 +96,7 @@ class MultipartWriter:
         # One thread: it hashes the parts in the order they were queued.
         self._hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256") if digest else None
         self._hashing: deque[Future[None]] = deque()
+        self._completed = False
         self.bytes_written = 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
@@ -155,6 +156,7 @@ class MultipartWriter:
             UploadId=self.upload_id,
             MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
         )
+        self._completed = True
         return self.bytes_written
 
     @property
@@ -162,7 +164,7 @@ class MultipartWriter:
         """Hex SHA-256 of every byte written (``digest=True``); complete first."""
         if self._digest is None:
             raise ValueError("this writer was created without digest=True")
-        if self._hashing or self._buffer:
+        if not self._completed:
             raise ValueError("the digest is known once the upload is complete")
         return self._digest.hexdigest()
 
