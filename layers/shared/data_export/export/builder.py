@@ -63,7 +63,7 @@ class BuiltArchive:
 
     key: str
     size: int
-    sha256: str  # hex SHA-256 of the object's bytes
+    sha256: str | None  # hex SHA-256 of the object's bytes (None: too big to hash in time, chunked only)
     s3_checksum_sha256: str | None  # the object's checksum as S3 keeps it (base64, of its parts' SHA-256s)
 
 
