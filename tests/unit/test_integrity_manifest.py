@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 from data_export.export import entries as entries_module
-from data_export.export.builder import manifest_document
+from data_export.export.builder import ManifestFiles, manifest_document, manifest_yaml
 from data_export.export.entries import ArchiveFile, open_entries
 from data_export.export.plan import WorkTotals, WorkUnit, measure, record_weight, unit_totals
 from data_export.export.sections import MissingAsset
@@ -84,9 +84,10 @@ def manifest(files: list[ArchiveFile]) -> dict[str, Any]:
         {"name": "Acme", "slug": "acme"},
         [MissingAsset("products", "p", "images", "gone.png")],
         datetime(2026, 1, 2, 3, 5, tzinfo=UTC),
-        files,
     )
-    loaded: dict[str, Any] = yaml.safe_load(dump_document(document))
+    listed = ManifestFiles(TOP)
+    listed.add(files)
+    loaded: dict[str, Any] = yaml.safe_load(manifest_yaml(document, listed))
     return loaded
 
 
@@ -111,6 +112,26 @@ def test_manifest_lists_files_relative_to_the_top_folder_and_is_valid() -> None:
     ]
     assert list(loaded)[-1] == "files"  # the keys of earlier versions come first, unchanged
     validator().validate(loaded)
+
+
+@pytest.mark.parametrize("count", [0, 1, 999, 1000, 2501])
+def test_files_rendered_in_batches_are_one_list(count: int) -> None:
+    files = [
+        ArchiveFile(f"{TOP}/members/m{i}.yaml", i, hashlib.sha256(bytes([i % 256])).hexdigest())
+        for i in range(count)
+    ]
+    listed = ManifestFiles(TOP)
+    listed.add(files[: count // 3])
+    listed.add(files[count // 3 :])
+    rendered = b"".join(listed.yaml())
+    assert rendered == dump_document(
+        {
+            "files": [
+                {"path": f.path.removeprefix(TOP + "/"), "size": f.size, "sha256": f.sha256} for f in files
+            ]
+        }
+    )
+    assert len(manifest(files)["files"]) == count
 
 
 @pytest.mark.parametrize(

@@ -36,9 +36,11 @@ from data_export.errors import IncompleteBuildError, JobOwnershipLostError
 from data_export.export.builder import (
     PROGRESS_INTERVAL_SECONDS,
     BuiltArchive,
+    ManifestFiles,
     archive_folder,
     complete_or_discard,
     manifest_document,
+    manifest_yaml,
     utcnow,
 )
 from data_export.export.entries import ArchiveFile, open_entries
@@ -52,7 +54,6 @@ from data_export.storage.jobs import JobRepository
 from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import AssetStore, ExportStore
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
-from data_export.yaml_emit import dump_document
 
 logger = Logger(child=True)
 
@@ -205,17 +206,17 @@ class ChunkedExport:
             raise IncompleteBuildError(
                 f"{len(job.units_done)} of {job.units_total} units built; asked to assemble {len(unit_ids)}"
             )
-        indexes = [
-            UnitIndex(**json.loads(self.exports.get_bytes(self._index_key(job, run_id, unit_id))))
-            for unit_id in unit_ids
-        ]
+        files = ManifestFiles(archive_folder(job))
+        indexes: list[UnitIndex] = []
+        for unit_id in unit_ids:  # the files' lines rendered unit by unit, not kept as objects
+            index = json.loads(self.exports.get_bytes(self._index_key(job, run_id, unit_id)))
+            files.add(ArchiveFile(*file) for file in index.pop("files", []))
+            indexes.append(UnitIndex(**index))
         job.sections = _section_reports(indexes)
         missing = [MissingAsset(**m) for index in indexes for m in index.missing]
-        files = [ArchiveFile(*file) for index in indexes for file in index.files]
         body_size = sum(index.size for index in indexes)
-        manifest = dump_document(
-            manifest_document(job, self._organization(job), missing, self.clock(), files)
-        )
+        document = manifest_document(job, self._organization(job), missing, self.clock())
+        manifest = manifest_yaml(document, files)
         del files
         tail = _tail(job, indexes, manifest, body_size)
         object_key = f"{export_prefix(job.organization_id, job.job_id)}{run_id}/{job.output_filename}"
