@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.errors import TransientExportError, is_transient
-from data_export.export.plan import WorkUnit
 from data_export.models import AssembleInput, BuildUnitInput, FailInput, PlanInput
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 Result = TypeVar("Result")
@@ -53,6 +54,8 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
 
 @step
 def build_unit(event: dict[str, Any]) -> dict[str, Any]:
+    from data_export.export.plan import WorkUnit  # loaded by the build anyway; plan and fail do not need it
+
     request = BuildUnitInput.model_validate(event)
     unit = WorkUnit.from_json(request.unit)
     index = wiring.chunked_export().build_unit(request.organization_id, request.job_id, request.run_id, unit)

@@ -3,13 +3,11 @@ exports."""
 
 from __future__ import annotations
 
-from email.utils import format_datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
@@ -24,6 +22,9 @@ from data_export.http import (
     require_export_access,
 )
 from data_export.models import ExportJobList, ExportJobResponse
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 app = create_resolver()
@@ -59,6 +60,8 @@ def download_export(
     organization_id: Annotated[str, Path(description=ID_DESCRIPTION)],
     job_id: Annotated[str, Path(description=ID_DESCRIPTION)],
 ) -> Response[Any]:
+    from email.utils import format_datetime  # botocore imports it anyway; the other routes do not need it
+
     require_export_access(app, organization_id, job_id)
     service = wiring.export_service()
     url, expires_at = service.download_url(service.get(organization_id, job_id))

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from aws_lambda_powertools.utilities.typing import LambdaContext
 from data_export import wiring
 from data_export.http import (
     BASE_PATH,
@@ -20,6 +19,9 @@ from data_export.http import (
     require_export_access,
 )
 from data_export.models import ArchiveFormat, ExportJobResponse
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 app = create_resolver()
