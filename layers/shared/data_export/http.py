@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -19,11 +20,13 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, OpenAPIResponseHeader
 
 from data_export import wiring
-from data_export.auth import Principal, authenticate, authorize_export
+from data_export.auth import Principal, authenticate, authorize_export, check_key_format
 from data_export.errors import DataExportError, InvalidRequestError
 from data_export.ids import ALPHABET, is_valid_id
 from data_export.models import ErrorResponse, ExportJobList, ExportJobResponse
-from data_export.ratelimit import RateLimitDecision, RateLimitedError, windows
+
+if TYPE_CHECKING:
+    from data_export.ratelimit import RateLimitDecision
 
 logger = Logger(child=True)
 
@@ -237,10 +240,12 @@ def create_resolver() -> APIGatewayRestResolver:
 def require_export_access(app: APIGatewayRestResolver, organization_id: str, *ids: str) -> Principal:
     """Authenticate the caller, count the request against the key's rate limits, check the ids' shape,
     and check the caller may export this organization."""
-    from data_export.export.builder import utcnow
+    # Only requests that pass the key's format check need the stores, hence boto3 and the rate limiter.
+    from data_export.ratelimit import RateLimitedError, windows
 
     raw_key = app.current_event.headers.get(API_KEY_HEADER) or _header(app, API_KEY_HEADER)
-    principal = authenticate(raw_key, wiring.api_keys(), wiring.org_data(), utcnow())
+    check_key_format(raw_key)  # refuses garbage before a store (and boto3) is touched
+    principal = authenticate(raw_key, wiring.api_keys(), wiring.org_data(), datetime.now(UTC))
     app.context["principal"] = principal
     policy = windows(principal.rate_limit_per_minute, principal.rate_limit_per_day)
     decision = wiring.rate_limiter().check(principal.key_id, policy, time.time())
