@@ -5,6 +5,11 @@ The job's state moves pending -> processing -> completed | failed. A build attem
 whose Lambda died leaves its lease to expire, and the next delivery takes over, aborting the dead attempt's
 upload. Each attempt writes its own object key, and only the attempt that owns the job may complete it, so a
 partial or stale archive is never what a ``completed`` job points at.
+
+Every job write of the build is conditional on that ownership, so a job canceled by its owner (or taken
+over) refuses the build's next progress save: the build then stops, aborts its upload and writes nothing.
+A completed job carries the archive's SHA-256 (hashed as it is uploaded), S3's own checksum of the object,
+and the manifest lists every file with its size and SHA-256 (docs/archive-format.md).
 """
 
 from __future__ import annotations
