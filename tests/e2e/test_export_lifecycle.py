@@ -101,7 +101,7 @@ def test_polls_carry_timestamps_and_progress(api_url: str, org: tuple[str, str])
     assert progress["records_written"] == sum(section["record_count"] for section in job["sections"]) == 3
     assert progress["bytes_written"] == job["file_size_bytes"] > 0
     assert progress["eta_seconds"] is None
-    assert datetime.fromisoformat(job["archive_expires_at"]) == done + timedelta(days=7)
+    assert datetime.fromisoformat(job["archive_expires_at"]) == begun + timedelta(days=7)
 
 
 def test_download_redirects_to_a_freshly_signed_url(api_url: str, org: tuple[str, str]) -> None:

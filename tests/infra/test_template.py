@@ -106,6 +106,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:GetObject", "AssetsBucket", "*"),
         ("s3:ListBucket", "AssetsBucket"),
         ("s3:PutObject", "ExportsBucket", "exports/*"),
+        ("s3:GetObject", "ExportsBucket", "exports/*"),
         ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
         ("s3:ListMultipartUploadParts", "ExportsBucket", "exports/*"),
         ("s3:DeleteObject", "ExportsBucket", "exports/*"),
@@ -126,6 +127,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:ListBucket", "AssetsBucket"),
         ("s3:PutObject", "ExportsBucket", "tmp/*"),
         ("s3:AbortMultipartUpload", "ExportsBucket", "tmp/*"),
+        ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
     },
     "ExportAssembleFunction": {
         PUBLISHES_EVENTS,
@@ -135,6 +137,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("s3:GetObject", "ExportsBucket", "tmp/*"),
         ("s3:DeleteObject", "ExportsBucket", "tmp/*"),
         ("s3:PutObject", "ExportsBucket", "exports/*"),
+        ("s3:GetObject", "ExportsBucket", "exports/*"),
         ("s3:AbortMultipartUpload", "ExportsBucket", "exports/*"),
         ("s3:DeleteObject", "ExportsBucket", "exports/*"),
         ("s3:ListBucket", "ExportsBucket"),

@@ -51,6 +51,12 @@ def test_get_export_event_for_a_job_that_does_not_exist_here(stack: Any) -> None
     assert ErrorResponse.model_validate_json(response["body"]).error == "not_found"
 
 
+def test_cancel_export_event_for_a_job_that_does_not_exist_here(stack: Any) -> None:
+    response = stack.invoke("CancelExportFunction", load("cancel_export.json"))
+    assert response["statusCode"] == 404
+    assert ErrorResponse.model_validate_json(response["body"]).error == "not_found"
+
+
 def test_export_worker_event(stack: Any) -> None:
     response = stack.invoke("ExportWorkerFunction", load("export_worker.json"))
     assert response == {"batchItemFailures": []}

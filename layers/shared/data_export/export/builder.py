@@ -274,7 +274,9 @@ def complete_or_discard(
     """Mark the job completed with this archive if the attempt still owns it; else delete the archive, which
     is not the one (the job was canceled, or the attempt's lease ran out and another took over). True when
     completed."""
-    expires_at = archive_expiry(now, retention_days)
+    # S3's lifecycle counts from the object's creation, which for a multipart upload is when the upload
+    # began, after the build started: counting from the start promises no more than S3 keeps.
+    expires_at = archive_expiry(job.started_at or now, retention_days)
     job.object_key, job.status, job.file_size_bytes, job.completed_at = (
         archive.key,
         JobStatus.COMPLETED,
