@@ -38,7 +38,13 @@ class JobStatus(StrEnum):
 SECTION_KEYS = ("organization", "members", "api_keys", "brands", "products", "offers", "locations")
 
 
-class SectionReport(BaseModel):
+class ContractModel(BaseModel):
+    """Schemas are built on first use, not at import: a function builds only the models it uses."""
+
+    model_config = ConfigDict(defer_build=True)
+
+
+class SectionReport(ContractModel):
     """Progress and outcome of one section (a folder of the archive)."""
 
     key: str
@@ -57,7 +63,7 @@ class ErrorCode(StrEnum):
     ARCHIVE_EXPIRED = "archive_expired"  # a completed job's archive past its retention
 
 
-class ExportProgress(BaseModel):
+class ExportProgress(ContractModel):
     """How far the build has got. ``percent`` weighs records and binary bytes as the plan estimated them."""
 
     sections_done: int = Field(description="Sections completed")
@@ -71,7 +77,7 @@ class ExportProgress(BaseModel):
     )
 
 
-class ExportJobResponse(BaseModel):
+class ExportJobResponse(ContractModel):
     """What the endpoints answer: the export job as the client sees it."""
 
     model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
@@ -105,7 +111,7 @@ class ExportJobResponse(BaseModel):
     )
 
 
-class ExportJobList(BaseModel):
+class ExportJobList(ContractModel):
     """A page of the organization's exports, newest first. Items carry no download_url: use the job's
     /download endpoint, which signs a fresh one."""
 
@@ -113,7 +119,7 @@ class ExportJobList(BaseModel):
     next_token: str | None = Field(default=None, description="Pass as next_token for the next page")
 
 
-class ErrorResponse(BaseModel):
+class ErrorResponse(ContractModel):
     """Body of every error answer."""
 
     error: str = Field(description="Machine-readable code, e.g. unauthorized, forbidden, not_found")
@@ -121,14 +127,14 @@ class ErrorResponse(BaseModel):
     details: list[dict[str, object]] | None = None
 
 
-class ExportRequestMessage(BaseModel):
+class ExportRequestMessage(ContractModel):
     """Body of the SQS message that asks the worker to build one job."""
 
     organization_id: str
     job_id: str
 
 
-class StepInput(BaseModel):
+class StepInput(ContractModel):
     """What every Step Functions task of a chunked build receives; run_id is the execution's name."""
 
     organization_id: str
