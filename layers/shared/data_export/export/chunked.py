@@ -23,7 +23,7 @@ import io
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -158,14 +158,15 @@ class ChunkedExport:
             size=size,
             records=report.record_count,
             binaries=report.binary_count,
-            missing=[asdict(m) for m in missing],
-            zip_entries=[asdict(entry) for entry in chunk.zip_entries],
+            # vars, not dataclasses.asdict: these are flat, and asdict deep-copies (~10x the cost per entry).
+            missing=[dict(vars(m)) for m in missing],
+            zip_entries=[dict(vars(entry)) for entry in chunk.zip_entries],
             tar_crc32=chunk.tar_crc32,
             tar_size=chunk.tar_size,
             files=[list(file) for file in entries.files],
         )
         index_key = self._index_key(job, run_id, unit.unit_id)
-        self.exports.put_bytes(index_key, json.dumps(asdict(index)).encode())
+        self.exports.put_bytes(index_key, json.dumps(vars(index)).encode())
         counted = self.jobs.count_unit(
             job,
             attempt_id=run_id,
