@@ -674,51 +674,87 @@ def _api(args: argparse.Namespace, display: Display | None = None) -> ExportApi:
     return ExportApi(endpoint, api_key, on_wait=display.line if display else None)
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    display = Display(sys.stdout)
+@dataclass
+class ExportRun:
+    """Where an export stands, for the resume hint of an interrupted run."""
+
     job: dict[str, Any] | None = None
     target: Path | None = None
-    try:
-        api = _api(args, display)
-        if args.job:
-            job = api.get_export(args.organization_id, args.job)
-            display.line(f"export {job['job_id']} ({job['archive_format']}): {job['status']}")
-        else:
-            job = api.start_export(args.organization_id, args.format, args.idempotency_key)
-            display.line(f"export {job['job_id']} requested ({job['archive_format']}): {job['status']}")
-        job = wait_for_job(api, args.organization_id, job, JobProgress(display), timeout=args.timeout)
-        display.clear()
-        if job["status"] != "completed":
-            reason = job.get("error") or "no reason given"
-            what = "was canceled" if job.get("error_code") == "canceled" else "failed"
-            raise ClientError(f"export {job['job_id']} {what}: {reason}")
-        if job.get("error_code") in ("archive_deleted", "archive_expired"):
-            raise ClientError(f"export {job['job_id']}: {job.get('error') or job['error_code']}")
-        target = resolve_target(args.output, job["output_filename"])
-        display.line(f"downloading {job['output_filename']} ({format_bytes(job['file_size_bytes'])})")
-        sha256 = download_archive(api, args.organization_id, job, target, display)
-        part = part_path(target)
-        expected_sha256 = job.get("archive_sha256")
-        if expected_sha256 and sha256 != expected_sha256.lower():
-            part.unlink()  # resuming a corrupt file could never succeed: the next run starts over
-            raise ClientError(
-                f"checksum mismatch: {part} has SHA-256 {sha256}, the API says {expected_sha256} "
-                "(the partial file was deleted; run again to download it afresh)"
-            )
-        verified = verify_archive(part, job["archive_format"], top_folder(job["output_filename"]))
-        part.replace(target)
-        if not expected_sha256:
-            display.line("warning: the API gave no archive_sha256; the archive's own checksum is unchecked")
-        if verified.warning:
-            display.line(verified.warning)
+
+
+def export_archive(
+    api: ExportApi,
+    organization_id: str,
+    display: Display,
+    run: ExportRun,
+    *,
+    archive_format: str = "zip",
+    idempotency_key: str | None = None,
+    job_id: str | None = None,
+    timeout: float | None = None,
+    output: str | None = None,
+) -> Path:
+    """Request (or continue) an export, wait for it, download it and verify it; returns the archive's path.
+    Raises ClientError on any failure."""
+    if job_id:
+        run.job = api.get_export(organization_id, job_id)
+        display.line(f"export {run.job['job_id']} ({run.job['archive_format']}): {run.job['status']}")
+    else:
+        run.job = api.start_export(organization_id, archive_format, idempotency_key)
         display.line(
-            f"verified {target}: SHA-256 {sha256}"
-            + ("" if verified.warning else f", {verified.files} files match the manifest")
+            f"export {run.job['job_id']} requested ({run.job['archive_format']}): {run.job['status']}"
+        )
+    job = run.job = wait_for_job(api, organization_id, run.job, JobProgress(display), timeout=timeout)
+    display.clear()
+    if job["status"] != "completed":
+        reason = job.get("error") or "no reason given"
+        what = "was canceled" if job.get("error_code") == "canceled" else "failed"
+        raise ClientError(f"export {job['job_id']} {what}: {reason}")
+    if job.get("error_code") in ("archive_deleted", "archive_expired"):
+        raise ClientError(f"export {job['job_id']}: {job.get('error') or job['error_code']}")
+    target = run.target = resolve_target(output, job["output_filename"])
+    display.line(f"downloading {job['output_filename']} ({format_bytes(job['file_size_bytes'])})")
+    sha256 = download_archive(api, organization_id, job, target, display)
+    part = part_path(target)
+    expected_sha256 = job.get("archive_sha256")
+    if expected_sha256 and sha256 != expected_sha256.lower():
+        part.unlink()  # resuming a corrupt file could never succeed: the next run starts over
+        raise ClientError(
+            f"checksum mismatch: {part} has SHA-256 {sha256}, the API says {expected_sha256} "
+            "(the partial file was deleted; run again to download it afresh)"
+        )
+    verified = verify_archive(part, job["archive_format"], top_folder(job["output_filename"]))
+    part.replace(target)
+    if not expected_sha256:
+        display.line("warning: the API gave no archive_sha256; the archive's own checksum is unchecked")
+    if verified.warning:
+        display.line(verified.warning)
+    display.line(
+        f"verified {target}: SHA-256 {sha256}"
+        + ("" if verified.warning else f", {verified.files} files match the manifest")
+    )
+    return target
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    display = Display(sys.stdout)
+    run = ExportRun()
+    try:
+        export_archive(
+            _api(args, display),
+            args.organization_id,
+            display,
+            run,
+            archive_format=args.format,
+            idempotency_key=args.idempotency_key,
+            job_id=args.job,
+            timeout=args.timeout,
+            output=args.output,
         )
         return 0
     except KeyboardInterrupt:
         display.clear()
-        print(f"\ninterrupted. {_resume_hint(args, job, target)}", file=sys.stderr)
+        print(f"\ninterrupted. {_resume_hint(args, run.job, run.target)}", file=sys.stderr)
         return 130
     finally:
         display.clear()

@@ -1,13 +1,11 @@
-"""The end-to-end demo: local stack, seeded example, an export requested over HTTP, polled with visible
-progress, downloaded, and verified record by record and byte by byte against the fixture."""
+"""The end-to-end demo: local stack, seeded example, an export requested over HTTP with the client (polled
+with visible progress, downloaded, its SHA-256 and every file checked against the manifest), then verified
+record by record and byte by byte against the fixture."""
 
 from __future__ import annotations
 
-import json
 import sys
 import tarfile
-import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,7 @@ import yaml
 
 from data_export_cli.seed import Fixture, OrganizationData, load_fixture
 
-POLL_INTERVAL_SECONDS = 0.5
 TIMEOUT_SECONDS = 300
-
-
-def http_json(method: str, url: str, api_key: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method=method, headers={"X-API-Key": api_key})  # noqa: S310 - local URL
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
 
 
 def read_archive(path: Path) -> dict[str, bytes]:
@@ -101,6 +89,9 @@ def _verify_binary(
 
 
 def run_demo(*, fixture: Path, archive_format: str, out_dir: Path) -> int:
+    """Export through the client (live progress, download from /download, SHA-256 and manifest checks),
+    then compare the archive with the fixture itself."""
+    from data_export_cli.client import ClientError, Display, ExportApi, ExportRun, export_archive
     from data_export_cli.gateway import ApiGateway
     from data_export_cli.main import _start_stack
     from data_export_cli.worker import QueuePoller
@@ -111,49 +102,31 @@ def run_demo(*, fixture: Path, archive_format: str, out_dir: Path) -> int:
     stack = _start_stack([fixture])
     gateway = ApiGateway(stack, "127.0.0.1", 0).start()
     poller = QueuePoller(stack).start()
+    display = Display(sys.stdout)
+    run = ExportRun()
     try:
-        base = f"{gateway.url}/dashboard/api/v1/data-export/{organization.id}"
-        status, job = http_json("POST", f"{base}?archive_format={archive_format}", api_key)
-        print(
-            f"POST {base}?archive_format={archive_format} -> {status}: "
-            f"job {job.get('job_id')} {job.get('status')}"
-        )
-        if status != 200:
-            print(json.dumps(job, indent=2), file=sys.stderr)
-            return 1
-        deadline = time.monotonic() + TIMEOUT_SECONDS
-        seen = ""
-        while job["status"] in ("pending", "processing") and time.monotonic() < deadline:
-            time.sleep(POLL_INTERVAL_SECONDS)
-            status, job = http_json("GET", f"{base}/{job['job_id']}", api_key)
-            line = " ".join(
-                f"{s['key']}:{s['status'][:4]}({s['record_count']}r/{s['binary_count']}b)"
-                for s in job["sections"]
+        print(f"API {gateway.url}: exporting organization {organization.id} as {archive_format}")
+        try:
+            target = export_archive(
+                ExportApi(gateway.url, api_key),
+                organization.id,
+                display,
+                run,
+                archive_format=archive_format,
+                timeout=TIMEOUT_SECONDS,
+                output=f"{out_dir}/",
             )
-            if line != seen:
-                print(f"  {job['status']:<10} {line}")
-                seen = line
-        if job["status"] != "completed":
-            print(f"export ended {job['status']}: {job.get('error')}", file=sys.stderr)
+        except ClientError as error:
+            print(f"EXPORT FAILED: {error}", file=sys.stderr)
             return 1
-        out_dir.mkdir(parents=True, exist_ok=True)
-        target = out_dir / job["output_filename"]
-        with urllib.request.urlopen(job["download_url"], timeout=60) as response:  # noqa: S310 - local URL
-            target.write_bytes(response.read())
-        print(
-            f"downloaded {target} ({target.stat().st_size} bytes; API says {job['file_size_bytes']}), "
-            f"link valid until {job['expires_at']}"
-        )
         problems = verify_archive(target, loaded, organization)
-        for section in job["sections"]:
-            if section["error"]:
-                print(f"  note: {section['key']}: {section['error']}")
-        if problems or target.stat().st_size != job["file_size_bytes"]:
-            print("VERIFY FAILED:\n  " + "\n  ".join(problems or ["size differs"]), file=sys.stderr)
+        if problems:
+            print("VERIFY FAILED:\n  " + "\n  ".join(problems), file=sys.stderr)
             return 1
         print("verified: every record and every binary matches the fixture")
         return 0
     finally:
+        display.clear()
         poller.stop()
         gateway.stop()
         stack.stop()

@@ -50,7 +50,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopped.set())
     print(f"API:  {gateway.url}/dashboard/api/v1/data-export/{{organization_id}}", file=sys.stderr)
-    print(f"Page: {gateway.url}/  (the \"Export your data\" page)", file=sys.stderr)
+    print(f'Page: {gateway.url}/  (the "Export your data" page)', file=sys.stderr)
     print(f"AWS (moto): {stack.endpoint_url}", file=sys.stderr)
     print(json.dumps({"api_url": gateway.url, "aws_endpoint_url": stack.endpoint_url}), flush=True)
     stopped.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 import zipfile
@@ -22,3 +23,7 @@ def test_demo_exports_and_verifies_the_example(tmp_path: Path) -> None:
     (archive,) = tmp_path.glob("acme-coffee-export-*.zip")
     with zipfile.ZipFile(archive) as opened:
         assert opened.testzip() is None
+    # The client's own checks ran: the archive's SHA-256 and every file against the manifest.
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert f"SHA-256 {digest}, 26 files match the manifest" in result.stdout
+    assert "completed 100.0% 7/7 sections" in result.stdout
