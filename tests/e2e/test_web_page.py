@@ -28,6 +28,7 @@ import pytest
 
 from tests.archive_checks import ACME, SECTIONS
 from tests.e2e.client import BASE, call
+from tests.security.helpers import new_key, organization, seed
 
 WEB_PAGE = Path(__file__).resolve().parents[2] / "web" / "index.html"
 ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
@@ -458,3 +459,28 @@ def test_the_api_routes_answer_as_before(api_url: str) -> None:
     assert reply.status == 401 and reply.json()["error"] == "unauthorized"
     posted = call("POST", f"{api_url}/")
     assert posted.status == 404 and posted.json()["error"] == "not_found"
+
+
+def test_a_person_deletes_a_finished_archive_from_the_page(
+    page: Page, api_url: str, stack: Any, tmp_path: Path
+) -> None:
+    key = new_key()
+    fixture = organization("Page delete", key)
+    seed(stack, tmp_path, fixture)
+    organization_id = fixture["organization"]["id"]
+    page.open(f"{api_url}/?org={organization_id}")
+    fill_and_start(page, key, "tar.gz")
+    page.wait_for(
+        "document.getElementById('job').dataset.status === 'completed'"
+        " && !!document.getElementById('download').getAttribute('href')",
+        EXPORT_DEADLINE_S,
+    )
+    job_id = page.evaluate("document.getElementById('job-id').textContent")
+    assert page.evaluate("document.getElementById('cancel').textContent") == "Delete the archive"
+
+    page.evaluate("document.getElementById('cancel').click()")
+    page.wait_for("document.getElementById('job-summary').textContent.includes('deleted')", 60)
+    assert page.evaluate("document.getElementById('cancel').hidden") is True
+    assert page.evaluate("document.getElementById('download-area').hidden") is True
+    job = call("GET", f"{api_url}{BASE}/{organization_id}/{job_id}", key).json()
+    assert (job["status"], job["error_code"], job["download_url"]) == ("completed", "archive_deleted", None)
