@@ -141,3 +141,27 @@ def test_another_organization_cannot_tell_existing_ids_from_made_up_ones(api_url
         call("GET", f"{api_url}{BASE}/{OTHER}/{job}", OTHER_KEY),
         call("GET", f"{api_url}{BASE}/{OTHER}/{new_id()}", OTHER_KEY),
     )
+
+
+def test_the_new_routes_keep_other_tenants_out_and_reveal_nothing(api_url: str) -> None:
+    """Download, list and DELETE guard like the poll: another tenant neither acts on Acme's export nor
+    tells its ids from made-up ones."""
+    job = start(api_url, ACME, ACME_KEY).json()["job_id"]
+    for method, suffix in (("GET", "/download"), ("DELETE", "")):
+        _same_answer(
+            call(method, f"{api_url}{BASE}/{ACME}/{job}{suffix}", OTHER_KEY),
+            call(method, f"{api_url}{BASE}/{new_id()}/{job}{suffix}", OTHER_KEY),
+        )
+        _same_answer(
+            call(method, f"{api_url}{BASE}/{OTHER}/{job}{suffix}", OTHER_KEY),
+            call(method, f"{api_url}{BASE}/{OTHER}/{new_id()}{suffix}", OTHER_KEY),
+        )
+        assert call(method, f"{api_url}{BASE}/{ACME}/{job}{suffix}", OTHER_KEY).status == 403
+        assert call(method, f"{api_url}{BASE}/{ACME}/{job}{suffix}").status == 401
+    _same_answer(
+        call("GET", f"{api_url}{BASE}/{ACME}", OTHER_KEY),
+        call("GET", f"{api_url}{BASE}/{new_id()}", OTHER_KEY),
+    )
+    # Acme's export was neither canceled nor deleted by any of it.
+    polled = call("GET", f"{api_url}{BASE}/{ACME}/{job}", ACME_KEY).json()
+    assert polled["error_code"] is None, polled
