@@ -40,6 +40,8 @@ class Settings:
     fast_path_max_records: int = 20_000
     chunk_target_bytes: int = 2 * 1024 * MIB
     chunk_max_records: int = 10_000
+    # Asset GETs a build keeps in flight ahead of the archive writer (export.prefetch); 0 reads one at a time.
+    asset_read_ahead: int = 8
     state_machine_arn: str = ""
     # A Step Functions run holds its job this long (its execution timeout), then a sweeper may take it back.
     execution_lease_seconds: int = 7200
@@ -67,6 +69,7 @@ class Settings:
             fast_path_max_records=_int("FAST_PATH_MAX_RECORDS", 20_000),
             chunk_target_bytes=_int("CHUNK_TARGET_BYTES", 2 * 1024 * MIB),
             chunk_max_records=_int("CHUNK_MAX_RECORDS", 10_000),
+            asset_read_ahead=_int("ASSET_READ_AHEAD", 8),
             state_machine_arn=env.get("EXPORT_STATE_MACHINE_ARN", ""),
             execution_lease_seconds=_int("EXECUTION_LEASE_SECONDS", 7200),
             pending_grace_seconds=_int("PENDING_GRACE_SECONDS", 900),
@@ -76,4 +79,3 @@ class Settings:
 @cache
 def get_settings() -> Settings:
     return Settings.from_env()
-

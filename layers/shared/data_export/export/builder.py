@@ -242,6 +242,7 @@ class ExportBuilder:
                     report,
                     section_missing,
                     progress.record_written,
+                    read_ahead=self.settings.asset_read_ahead,
                 )
             except JobOwnershipLostError:
                 raise

@@ -144,7 +144,15 @@ class ChunkedExport:
             )
             folder = SectionFolder(unit.section, renamed=unit.names)
             write_section(
-                entries, archive_folder(job), folder, records, self.assets.open, report, missing, watch.check
+                entries,
+                archive_folder(job),
+                folder,
+                records,
+                self.assets.open,
+                report,
+                missing,
+                watch.check,
+                read_ahead=self.settings.asset_read_ahead,
             )
             chunk = entries.close_chunk()
             size = sink.complete()

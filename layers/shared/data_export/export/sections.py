@@ -8,6 +8,7 @@ from typing import Any
 
 from data_export.export.entries import ArchiveEntries
 from data_export.export.plan import record_stem
+from data_export.export.prefetch import READ_AHEAD, AssetPrefetcher
 from data_export.models import SectionReport
 from data_export.naming import UniqueNames
 from data_export.storage.layout import BINARY_FIELDS
@@ -102,19 +103,30 @@ def write_section(
     report: SectionReport,
     missing: list[MissingAsset],
     on_record: Callable[[dict[str, Any]], None] = lambda record: None,
+    *,
+    read_ahead: int = READ_AHEAD,
 ) -> None:
     """Write records (YAML) and their binaries under ``top/``, counting them in ``report``; ``on_record``
-    is told of each record once it is written."""
+    is told of each record once it is written. Up to ``read_ahead`` asset reads are kept in flight ahead of
+    the writer (export.prefetch); 0 reads each asset when its turn comes."""
 
     def write_asset(path: str, asset: Asset) -> None:
         entries.add_asset(f"{top}/{path}", asset)
 
-    for record in records:
-        exported, binaries = export_record(folder, record, open_asset, write_asset, missing)
-        entries.add_file(f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported))
-        report.record_count += 1
-        report.binary_count += binaries
-        on_record(record)
+    def write(records: Iterable[dict[str, Any]], open_asset: AssetOpener) -> None:
+        for record in records:
+            exported, binaries = export_record(folder, record, open_asset, write_asset, missing)
+            entries.add_file(f"{top}/{folder.record_file(str(record.get('id', '')))}", dump_record(exported))
+            report.record_count += 1
+            report.binary_count += binaries
+            on_record(record)
+
+    fields = BINARY_FIELDS.get(folder.key, {})
+    if read_ahead <= 0 or not fields:
+        write(records, open_asset)
+        return
+    with AssetPrefetcher(open_asset, fields, max_in_flight=read_ahead) as prefetcher:
+        write(prefetcher.records(records), prefetcher.open)
 
 
 def missing_summary(missing: Sequence[MissingAsset]) -> str | None:

@@ -37,10 +37,16 @@ def part_checksum(data: bytes | bytearray | memoryview) -> str:
     return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
+def _nothing() -> None:
+    pass
+
+
 @dataclass(frozen=True)
 class Asset:
     size: int
     chunks: Iterator[bytes]
+    # Releases the response when the chunks will not be read to the end (a read ahead that is never taken).
+    close: Callable[[], None] = _nothing
 
 
 class AssetStore:
@@ -55,7 +61,7 @@ class AssetStore:
         except self._client.exceptions.NoSuchKey:
             return None
         body = response["Body"]
-        return Asset(size=response["ContentLength"], chunks=body.iter_chunks(READ_CHUNK))
+        return Asset(size=response["ContentLength"], chunks=body.iter_chunks(READ_CHUNK), close=body.close)
 
 
 def part_size_for(part_number: int, base: int) -> int:
