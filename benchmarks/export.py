@@ -3,6 +3,10 @@
 The parent runs moto (pinned to one core); each export runs in a fresh child process pinned to the other
 core, so that the client's peak memory and disk writes are measured alone, and the export competes for its
 core with nothing but its own threads. Rates are content bytes (images and records as seeded) per second.
+
+moto answers a GET in a few milliseconds; real S3 takes tens before the first byte. ``latency_ms`` makes
+every design's GetObject requests wait that long on the client side (``export_child.delay_gets``), so the
+same organization can be measured as if its assets were read from a remote store.
 """
 
 from __future__ import annotations
@@ -28,10 +32,17 @@ DESIGNS = {
 }
 
 
-def run_child(design: str, archive_format: str, organization_id: str, cpu: int | None) -> dict[str, Any]:
+def comparison_name(archive_format: str, latency_ms: float = 0) -> str:
+    name = f"Whole export ({archive_format}), local stack"
+    return f"{name}, {latency_ms:g} ms per S3 GET" if latency_ms else name
+
+
+def run_child(
+    design: str, archive_format: str, organization_id: str, cpu: int | None, latency_ms: float = 0
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as folder:
         result_path = Path(folder) / "result.json"
-        env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING"}
+        env = {**os.environ, "POWERTOOLS_LOG_LEVEL": "WARNING", "BENCH_S3_GET_LATENCY_MS": f"{latency_ms:g}"}
         command = [sys.executable, "-m", "benchmarks.export_child", design, archive_format, organization_id]
         completed = subprocess.run(
             [*command, "-" if cpu is None else str(cpu), str(result_path)],
@@ -56,6 +67,7 @@ def run(
     rounds: int,
     formats: tuple[str, ...],
     cpu: int | None,
+    latency_ms: float = 0,
 ) -> list[Comparison]:
     s3, bucket = stack.client("s3"), stack.physical["ExportsBucket"]
     comparisons = []
@@ -65,7 +77,7 @@ def run(
         for round_index in range(rounds):
             order = list(DESIGNS) if round_index % 2 == 0 else list(reversed(DESIGNS))
             for design in order:
-                result = run_child(design, archive_format, org.organization_id, cpu)
+                result = run_child(design, archive_format, org.organization_id, cpu, latency_ms)
                 s3.delete_object(Bucket=bucket, Key=result["object_key"])  # moto keeps objects in memory
                 contenders[design].rates.append(content_bytes / result["seconds"])
                 results[design].append(result)
@@ -84,10 +96,11 @@ def run(
         }
         comparisons.append(
             Comparison(
-                f"Whole export ({archive_format}), local stack",
+                comparison_name(archive_format, latency_ms),
                 "bytes",
                 list(contenders.values()),
-                notes=f"{org.products} products, {org.images} images, {org.image_bytes / 1e6:.0f} MB",
+                notes=f"{org.products} products, {org.images} images, {org.image_bytes / 1e6:.0f} MB"
+                + (f", every GetObject delayed {latency_ms:g} ms" if latency_ms else ""),
                 extra=extra,
             )
         )

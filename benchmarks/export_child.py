@@ -8,8 +8,11 @@ bucket names) comes from the parent, which runs the local stack.
 - naive: the archive built on local disk with stdlib ``zipfile`` (deflate, the usual default) or ``tarfile``
   ``w:gz`` (its default level 9), records as YAML by PyYAML's ``CSafeDumper``, then ``upload_file``.
 - naive-tuned: the same design with the best stdlib settings: zip stores binaries, tar.gz uses level 1.
-- floor: the S3 traffic alone (every asset read, as many bytes uploaded as parts): no design can beat it
-  on the same server, so it is the ceiling of this benchmark.
+- floor: the S3 traffic alone (every asset read, as many bytes uploaded as parts), the assets read ahead
+  as ours reads them: no design can beat it on the same server, so it is the ceiling of this benchmark.
+
+``BENCH_S3_GET_LATENCY_MS`` (set by the parent's ``--s3-latency-ms``) makes every S3 GetObject of every
+design wait that long before it is sent, as real S3's first byte does and moto's (local) does not.
 """
 
 from __future__ import annotations
@@ -159,8 +162,10 @@ def naive_export(organization_id: str, archive_format: str, folder: Path, *, tun
 
 
 def moto_floor(organization_id: str) -> tuple[str, int]:
-    """The S3 traffic of an export and nothing else: every asset read, its bytes uploaded as parts."""
+    """The S3 traffic of an export and nothing else: every asset read (ahead, as ours does), its bytes
+    uploaded as parts."""
     from data_export import wiring
+    from data_export.export.prefetch import AssetPrefetcher
     from data_export.models import SECTION_KEYS
     from data_export.settings import get_settings
     from data_export.storage.layout import BINARY_FIELDS
@@ -171,14 +176,16 @@ def moto_floor(organization_id: str) -> tuple[str, int]:
     for section in SECTION_KEYS:
         if section == "api_keys" or section not in BINARY_FIELDS:
             continue
-        for record in wiring.org_data().iter_records(organization_id, section):
-            for field, is_list in BINARY_FIELDS[section].items():
-                value = record.get(field)
-                for ref in (value if is_list else [value]) if value else []:
-                    asset = builder.assets.open(ref["asset_key"])
-                    if asset is not None:
-                        for chunk in asset.chunks:
-                            sink.write(chunk)
+        fields = BINARY_FIELDS[section]
+        with AssetPrefetcher(builder.assets.open, fields, max_in_flight=settings.asset_read_ahead) as ahead:
+            for record in ahead.records(wiring.org_data().iter_records(organization_id, section)):
+                for field, is_list in fields.items():
+                    value = record.get(field)
+                    for ref in (value if is_list else [value]) if value else []:
+                        asset = ahead.open(ref["asset_key"])
+                        if asset is not None:
+                            for chunk in asset.chunks:
+                                sink.write(chunk)
     return key, sink.complete()
 
 
@@ -206,6 +213,15 @@ def our_export(organization_id: str, archive_format: str) -> tuple[str, int]:
     return result.object_key, result.file_size_bytes or 0
 
 
+def delay_gets(client: Any, milliseconds: float) -> None:
+    """Make each GetObject of this client wait before it is sent (on the thread that sends it)."""
+
+    def wait(**_: Any) -> None:
+        time.sleep(milliseconds / 1000)
+
+    client.meta.events.register("before-send.s3.GetObject", wait)
+
+
 def main(argv: list[str]) -> None:
     design, archive_format, organization_id, cpu, result_path = argv
     if cpu != "-" and hasattr(os, "sched_setaffinity"):
@@ -215,7 +231,9 @@ def main(argv: list[str]) -> None:
     from data_export import wiring
 
     wiring.export_builder()  # clients and services built before timing, as in a warm container
-    wiring.client("s3")
+    latency_ms = float(os.environ.get("BENCH_S3_GET_LATENCY_MS") or 0)
+    if latency_ms:
+        delay_gets(wiring.client("s3"), latency_ms)  # the one S3 client every design uses
     sampler = DiskSampler(folder)
     sampler.start()
     rss_before = peak_rss()
