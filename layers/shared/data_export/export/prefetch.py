@@ -8,9 +8,11 @@ assets' GETs on their way while the current record's binaries and YAML are writt
   so the archive is byte for byte what it would be without read-ahead.
 - Memory, whatever the export's size: at most ``max_in_flight`` reads outstanding (sent and not yet taken by
   the writer) and at most ``budget`` bytes buffered by them. An asset is read whole ahead only when its
-  record says it fits (up to BUFFERED_ASSET_LIMIT and the budget; the bytes are reserved before the GET is
-  sent) and it does; any other is only opened ahead (its GET answered) and streams through in order when its
-  turn comes, as it would without read-ahead.
+  record says it is small (up to READ_WHOLE_LIMIT and the budget; the bytes are reserved before the GET is
+  sent) and it is: small images and documents are what per-request latency slows down. Any other is only
+  opened ahead (its GET answered, which is the latency) and streams through in order when its turn comes,
+  as it would without read-ahead: buffering big assets ahead would cost several times their size in peak
+  memory (each read's chunks and their join, per thread) for a transfer that is not latency-bound.
 - Outcomes as without read-ahead: a missing asset is None; a read that failed raises when its asset's turn
   comes, so the same record and section fail. Reads never taken (the build stopped) are dropped: ``close``
   (or leaving the ``with`` block) cancels them, closes their responses and waits for the threads to end.
@@ -26,13 +28,14 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
-from data_export.export.entries import BUFFERED_ASSET_LIMIT
 from data_export.settings import MIB
-from data_export.storage.objects import Asset
+from data_export.storage.objects import READ_CHUNK, Asset
 
 # GETs in flight: with the multipart upload's 2 part uploads, well within the S3 client's 16 connections.
 READ_AHEAD = 8
-READ_AHEAD_BYTES = 64 * MIB
+READ_AHEAD_BYTES = 8 * MIB
+# Assets up to one read chunk are read whole ahead: one chunk, which the join passes on without a copy.
+READ_WHOLE_LIMIT = READ_CHUNK
 # Records looked at ahead to find the next assets (records are small; sections without assets skip this).
 RECORDS_AHEAD = 64
 
@@ -138,7 +141,7 @@ class AssetPrefetcher:
 
     def _reservation(self, recorded_size: object) -> int:
         """Bytes to hold for a read: its recorded size if it may be read whole ahead, else 0 (it streams)."""
-        limit = min(BUFFERED_ASSET_LIMIT, self._budget)
+        limit = min(READ_WHOLE_LIMIT, self._budget)
         if isinstance(recorded_size, int) and 0 <= recorded_size <= limit:
             return recorded_size
         return 0
