@@ -244,7 +244,8 @@ def open_jobs(stack: Any, tenants: list[Tenant]) -> list[str]:
         )
         for page in pages:
             for item in page["Items"]:
-                if item["status"]["S"] in OPEN_STATUSES:
+                # Pointer items (open#zip, idempotency#...) share the partition and carry no status.
+                if item.get("status", {}).get("S") in OPEN_STATUSES:
                     found.append(f"{tenant.organization_id}/{item['job_id']['S']}: {item['status']['S']}")
     return found
 

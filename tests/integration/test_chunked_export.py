@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +106,11 @@ class FaultyAssets:
 
     def __init__(self, real: Any, fault: Any) -> None:
         self.real, self.fault, self.reads = real, fault, 0
+        self.keys: list[str] = []
 
     def open(self, key: str) -> Asset | None:
         self.reads += 1
+        self.keys.append(key)
         self.fault(self, key)
         return self.real.open(key)  # type: ignore[no-any-return]
 
@@ -130,8 +133,13 @@ def test_a_unit_failing_once_is_retried_alone(
     execution, job = run(stack, dispatcher, new_job())
     assert execution["status"] == "SUCCEEDED", execution
     assert job.status is JobStatus.COMPLETED
-    # 6 assets exist and one is missing: 7 reads, plus the retried unit's (one or two, by unit size).
-    assert 8 <= faulty.reads <= 9
+    # Every asset reference read once, plus the retried unit's again. Reads run ahead, so the
+    # unit may have read all its assets before the failure: the retried ones are one unit's, once more.
+    reads = Counter(faulty.keys)
+    retried = {key for key, count in reads.items() if count > 1}
+    assert set(reads.values()) <= {1, 2}
+    assert 1 <= len(retried) < len(reads)
+    assert len({key.split("/")[1] for key in retried}) == 1  # one section's unit, not the whole export
     files = archive_files(download(job), "zip")
     assert check_binaries(files, job.output_filename.removesuffix(".zip"), example) == 7
     assert leftovers(stack, job) == ([], [])
