@@ -4,6 +4,7 @@ records) so that every mechanism of the chunked build runs; faults are injected 
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.request
 from collections import Counter
@@ -107,11 +108,13 @@ class FaultyAssets:
     def __init__(self, real: Any, fault: Any) -> None:
         self.real, self.fault, self.reads = real, fault, 0
         self.keys: list[str] = []
+        self._lock = threading.Lock()  # reads run ahead on several threads
 
     def open(self, key: str) -> Asset | None:
-        self.reads += 1
-        self.keys.append(key)
-        self.fault(self, key)
+        with self._lock:  # the fault sees the count of its own read
+            self.reads += 1
+            self.keys.append(key)
+            self.fault(self, key)
         return self.real.open(key)  # type: ignore[no-any-return]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -135,10 +136,13 @@ class CancelingAssets:
 
     def __init__(self, real: Any, job: Job, cancel_on: int) -> None:
         self.real, self.job, self.cancel_on, self.reads = real, job, cancel_on, 0
+        self._lock = threading.Lock()  # reads run ahead on several threads
 
     def open(self, key: str) -> Asset | None:
-        self.reads += 1
-        if self.reads == self.cancel_on:
+        with self._lock:
+            self.reads += 1
+            read = self.reads
+        if read == self.cancel_on:
             assert wiring.jobs().cancel(stored(self.job.job_id), now=datetime.now(UTC))
         return self.real.open(key)  # type: ignore[no-any-return]
 

@@ -45,13 +45,23 @@ def test_start_export_event(stack: Any) -> None:
     ]
 
 
+def forget_sample_job(stack: Any) -> None:
+    """The step events below create the sample job; tests that want it unknown make sure it is."""
+    stack.client("dynamodb").delete_item(
+        TableName=stack.physical["JobsTable"],
+        Key={"organization_id": {"S": ACME}, "job_id": {"S": SAMPLE_JOB}},
+    )
+
+
 def test_get_export_event_for_a_job_that_does_not_exist_here(stack: Any) -> None:
+    forget_sample_job(stack)
     response = stack.invoke("GetExportFunction", load("get_export.json"))
     assert response["statusCode"] == 404
     assert ErrorResponse.model_validate_json(response["body"]).error == "not_found"
 
 
 def test_cancel_export_event_for_a_job_that_does_not_exist_here(stack: Any) -> None:
+    forget_sample_job(stack)
     response = stack.invoke("CancelExportFunction", load("cancel_export.json"))
     assert response["statusCode"] == 404
     assert ErrorResponse.model_validate_json(response["body"]).error == "not_found"
