@@ -257,12 +257,11 @@ class ChunkedExport:
         job = self.jobs.get(organization_id, job_id)
         if job is None:
             return
-        self.exports.discard(
-            self.run_prefix(job, run_id), f"{export_prefix(job.organization_id, job.job_id)}{run_id}/"
-        )
         for section in job.sections:
             if section.status is not JobStatus.COMPLETED:
                 section.status = JobStatus.FAILED
+        # Failed first, then cleaned: a unit of the Map still running can no longer count itself once the
+        # job is failed, so it removes what it wrote; what units wrote before is removed here.
         self.jobs.finish(
             job,
             attempt_id=run_id,
@@ -270,6 +269,9 @@ class ChunkedExport:
             sections=job.sections,
             completed_at=self.clock(),
             error=message,
+        )
+        self.exports.discard(
+            self.run_prefix(job, run_id), f"{export_prefix(job.organization_id, job.job_id)}{run_id}/"
         )
 
     # -- helpers ---------------------------------------------------------------------------------------
