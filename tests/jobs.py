@@ -36,6 +36,22 @@ def create_job(
     return job
 
 
+def held_open_job(organization_id: str, archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
+    """A pending job holding its format's open-export pointer, as the API creates it, with no queue
+    message: nobody builds it, and a new request of that format is answered this job."""
+    job_id = new_id()
+    job = Job.new(
+        organization_id=organization_id,
+        job_id=job_id,
+        archive_format=archive_format,
+        output_filename=f"held-{job_id}.{archive_format.extension}",
+        created_at=datetime.now(UTC),
+        retention_days=7,
+    )
+    assert wiring.jobs().create_holding(job, f"open#{archive_format.value}", None)
+    return job
+
+
 def chunking_dispatcher(*, chunk_target_bytes: int, chunk_max_records: int) -> ExportDispatcher:
     """The worker's dispatcher, sending every export to Step Functions in units of the given size."""
     real = wiring.dispatcher()

@@ -20,6 +20,7 @@ from data_export.models import ArchiveFormat
 from data_export.storage.layout import export_prefix
 
 from tests.e2e.client import BASE, Reply, call, wait_for_job
+from tests.jobs import held_open_job
 from tests.security.helpers import new_key, organization, seed
 
 
@@ -30,21 +31,6 @@ def org(stack: Any, tmp_path: Path) -> tuple[str, str]:
     fixture = organization("Lifecycle", key)
     seed(stack, tmp_path, fixture)
     return fixture["organization"]["id"], key
-
-
-def held_open_job(organization_id: str, archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
-    """A pending job holding its format's open-export pointer, with no queue message: nobody builds it."""
-    job_id = new_id()
-    job = Job.new(
-        organization_id=organization_id,
-        job_id=job_id,
-        archive_format=archive_format,
-        output_filename=f"held-{job_id}.{archive_format.extension}",
-        created_at=utcnow(),
-        retention_days=7,
-    )
-    assert wiring.jobs().create_holding(job, f"open#{archive_format.value}", None)
-    return job
 
 
 def get_without_following(url: str, api_key: str) -> Reply:

@@ -17,22 +17,8 @@ from data_export.settings import get_settings
 from data_export.storage.queue import ExportQueue
 
 from tests.e2e.client import BASE, call, wait_for_job
+from tests.jobs import held_open_job
 from tests.security.helpers import new_key, organization, seed
-
-
-def held_open_job(organization_id: str, archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
-    """A pending job that holds its format's open-export pointer, with no queue message: nobody builds it."""
-    job_id = new_id()
-    job = Job.new(
-        organization_id=organization_id,
-        job_id=job_id,
-        archive_format=archive_format,
-        output_filename=f"open-{job_id}.{archive_format.extension}",
-        created_at=utcnow(),
-        retention_days=7,
-    )
-    assert wiring.jobs().create_holding(job, f"open#{archive_format.value}", None)
-    return job
 
 
 @pytest.fixture
