@@ -264,25 +264,6 @@ class JobRepository:
         jobs = [Job.model_validate(from_item(item)) for item in response["Items"]]
         return jobs, response.get("LastEvaluatedKey")
 
-    def open_jobs(self, organization_id: str) -> list[Job]:
-        """The organization's pending and processing jobs (one Query of its partition)."""
-        paginator = self._client.get_paginator("query")
-        return [
-            Job.model_validate(from_item(item))
-            for page in paginator.paginate(
-                TableName=self._table,
-                KeyConditionExpression="organization_id = :org",
-                FilterExpression="#status IN (:pending, :processing)",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues={
-                    ":org": {"S": organization_id},
-                    ":pending": {"S": JobStatus.PENDING.value},
-                    ":processing": {"S": JobStatus.PROCESSING.value},
-                },
-            )
-            for item in page["Items"]
-        ]
-
     def count_unit(
         self,
         job: Job,
