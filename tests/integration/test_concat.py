@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import boto3
 import pytest
 from data_export.storage.concat import (
     Copy,
@@ -21,7 +20,8 @@ from data_export.storage.concat import (
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from moto.server import ThreadedMotoServer
+
+from tests.moto_s3 import own_s3
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -134,19 +134,7 @@ def test_plan_rejects_impossible_input(
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
+    yield from own_s3(BUCKET)
 
 
 def put_sources(s3: Any, sizes: Sequence[int]) -> tuple[list[SourceObject], list[bytes]]:

@@ -10,14 +10,13 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from data_export.storage import objects
 from data_export.storage.concat import SourceObject
 from data_export.storage.objects import ExportStore
-from moto.server import ThreadedMotoServer
 
 from tests.archive_checks import s3_composite_checksum
+from tests.moto_s3 import own_s3
 
 MIB = 1024 * 1024
 BUCKET = "integrity-test"
@@ -25,19 +24,7 @@ BUCKET = "integrity-test"
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[Any]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    client = boto3.session.Session().client(
-        "s3",
-        endpoint_url=f"http://{host}:{port}",
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    client.create_bucket(Bucket=BUCKET)
-    yield client
-    server.stop()
+    yield from own_s3(BUCKET)
 
 
 def key() -> str:
