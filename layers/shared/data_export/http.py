@@ -21,7 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse, O
 
 from data_export import wiring
 from data_export.auth import Principal, authenticate, authorize_export, check_key_format
-from data_export.errors import DataExportError, InvalidRequestError
+from data_export.errors import DataExportError, InvalidRequestError, ServiceUnavailableError
 from data_export.ids import ALPHABET, is_valid_id
 from data_export.models import ErrorResponse, ExportJobList, ExportJobResponse
 
@@ -114,6 +114,35 @@ def redirect_responses() -> dict[int, OpenAPIResponse]:
         },
     }
     return {302: found, **ERROR_RESPONSES}
+
+
+class StoreUnavailableError(ServiceUnavailableError):
+    """A store that decides access (the key, the member, the rate-limit counters) failed: 503 with
+    Retry-After, never a 5xx without a body. ``cause`` (the AWS error code) is for the log only."""
+
+    def __init__(self, retry_after: int, cause: str) -> None:
+        super().__init__(f"The service cannot check this request right now; retry after {retry_after} s")
+        self.retry_after = retry_after
+        self.cause = cause
+
+
+# Retry-After of a 503 from a failed store: soon for throttling and AWS 5xx (botocore has already retried
+# them), later for anything else (access denied, a missing table: a deployment fault, not a blip).
+TRANSIENT_RETRY_AFTER_SECONDS = 1
+OTHER_RETRY_AFTER_SECONDS = 30
+
+
+def store_unavailable(error: Exception) -> StoreUnavailableError:
+    from botocore.exceptions import ClientError
+
+    from data_export.errors import is_transient
+
+    if isinstance(error, ClientError):
+        cause = str(error.response.get("Error", {}).get("Code", "ClientError"))
+    else:
+        cause = type(error).__name__
+    retry_after = TRANSIENT_RETRY_AFTER_SECONDS if is_transient(error) else OTHER_RETRY_AFTER_SECONDS
+    return StoreUnavailableError(retry_after, cause)
 
 
 def error_response(
@@ -213,11 +242,15 @@ def create_resolver() -> APIGatewayRestResolver:
 
     @app.exception_handler(DataExportError)  # type: ignore[untyped-decorator]
     def handle_domain_error(exc: DataExportError) -> Response[Any]:
-        if exc.status_code >= 500:
+        headers = rate_limit_headers(app)
+        if isinstance(exc, StoreUnavailableError):
+            logger.error("Request failed", extra={"error": exc.code, "cause": exc.cause})
+            headers["Retry-After"] = str(exc.retry_after)
+        elif exc.status_code >= 500:
             logger.error("Request failed", extra={"error": exc.code})
         else:
             audit(app, "request refused", exc.status_code, error=exc.code)
-        return error_response(exc.status_code, exc.code, exc.message, headers=rate_limit_headers(app))
+        return error_response(exc.status_code, exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
     def handle_validation_error(exc: RequestValidationError) -> Response[Any]:
@@ -239,16 +272,25 @@ def create_resolver() -> APIGatewayRestResolver:
 
 def require_export_access(app: APIGatewayRestResolver, organization_id: str, *ids: str) -> Principal:
     """Authenticate the caller, count the request against the key's rate limits, check the ids' shape,
-    and check the caller may export this organization."""
-    # Only requests that pass the key's format check need the stores, hence boto3 and the rate limiter.
-    from data_export.ratelimit import RateLimitedError, windows
+    and check the caller may export this organization.
 
+    Refused before any store is touched: a missing or malformed key (shape, CRC-32). Refused after one key
+    read at most per container and minute: a well-formed unknown key (the key store remembers misses), which
+    never reaches the rate-limit table. A failing store answers 503 with Retry-After."""
     raw_key = app.current_event.headers.get(API_KEY_HEADER) or _header(app, API_KEY_HEADER)
     check_key_format(raw_key)  # refuses garbage before a store (and boto3) is touched
-    principal = authenticate(raw_key, wiring.api_keys(), wiring.org_data(), datetime.now(UTC))
-    app.context["principal"] = principal
-    policy = windows(principal.rate_limit_per_minute, principal.rate_limit_per_day)
-    decision = wiring.rate_limiter().check(principal.key_id, policy, time.time())
+    # Only requests that pass the key's format check need the stores, hence botocore and the rate limiter.
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from data_export.ratelimit import RateLimitedError, windows
+
+    try:
+        principal = authenticate(raw_key, wiring.api_keys(), wiring.org_data(), datetime.now(UTC))
+        app.context["principal"] = principal
+        policy = windows(principal.rate_limit_per_minute, principal.rate_limit_per_day)
+        decision = wiring.rate_limiter().check(principal.key_id, policy, time.time())
+    except (BotoCoreError, ClientError) as error:
+        raise store_unavailable(error) from error
     app.context["rate_limit"] = decision
     if not decision.allowed:
         raise RateLimitedError(decision)
