@@ -1,9 +1,12 @@
-"""Round-trip and readability tests of data_export.yaml_emit against the real PyYAML loaders."""
+"""Round-trip and readability tests of data_export.yaml_emit against real readers of YAML 1.1 (PyYAML) and
+YAML 1.2 (ruamel.yaml): every string emitted must load back as the identical string in both."""
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import textwrap
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -11,10 +14,29 @@ import yaml
 from data_export.yaml_emit import dump_document, dump_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ruamel.yaml import YAML
 
 LOADERS: list[type[Any]] = [yaml.SafeLoader]
 if getattr(yaml, "__with_libyaml__", False):
     LOADERS.append(yaml.CSafeLoader)
+
+
+def _pyyaml_reader(loader: type[Any]) -> Callable[[bytes], Any]:
+    return lambda document: yaml.load(document, Loader=loader)
+
+
+def _ruamel_reader(pure: bool) -> Callable[[bytes], Any]:
+    # A new instance per document: ruamel.yaml's loaders keep state between loads.
+    return lambda document: YAML(typ="safe", pure=pure).load(document)
+
+
+# Readers of both YAML versions: PyYAML reads YAML 1.1, ruamel.yaml YAML 1.2 (its C loader too, if installed).
+READERS: list[tuple[str, Callable[[bytes], Any]]] = [
+    *((loader.__name__, _pyyaml_reader(loader)) for loader in LOADERS),
+    ("ruamel.yaml", _ruamel_reader(pure=True)),
+]
+if importlib.util.find_spec("_ruamel_yaml") is not None:  # ruamel.yaml.clib
+    READERS.append(("ruamel.yaml (C)", _ruamel_reader(pure=False)))
 
 TRICKY_STRINGS = [
     "yes", "no", "on", "off", "y", "n", "Y", "N", "YES", "No", "True", "true", "FALSE", "null",
@@ -30,8 +52,13 @@ TRICKY_STRINGS = [
     "\u202e", "\ufffe", "\uffff", "é", "漢字", "😀", "👨\u200d👩\u200d👧",
     "Café de Colombia — Huila 1 kg", 'Grinder 2000 "Pro"', "\\", "C:\\dir", "a\\nb",
     "# comment\nnext", "line\n# not a comment\n", "a\n---\nb\n", "a\n...\nb", "key: |\n  x",
+    # Signs, dots, underscores and digits: YAML 1.2 readers (ruamel.yaml) take "._0" for 0.0 and "+_1" for 1,
+    # fail on "._" and "+_"; "." and "+." match YAML 1.1's float pattern.
+    "._0", "+_1", "+_", ".", "+.", "+._", "._e+1", "+._1", "._1_", "__1", "_.", ".0e1", "+._e-1",
 ]
 
+# Strings made of what numbers, timestamps and their look-alikes use: where YAML 1.1 and 1.2 readers disagree.
+number_like = st.from_regex(r"[-+]?[._0-9][-+._0-9eExXoObB:Tt Z]{0,8}", fullmatch=True)
 json_scalars = (
     st.none()
     | st.booleans()
@@ -39,8 +66,9 @@ json_scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.text()
     | st.sampled_from(TRICKY_STRINGS)
+    | number_like
 )
-keys = st.text() | st.sampled_from(TRICKY_STRINGS)
+keys = st.text() | st.sampled_from(TRICKY_STRINGS) | number_like
 json_values = st.recursive(
     json_scalars,
     lambda children: st.lists(children, max_size=5) | st.dictionaries(keys, children, max_size=5),
@@ -70,8 +98,15 @@ def assert_same(loaded: Any, expected: Any, path: str = "$") -> None:
 
 
 def assert_round_trips(document: bytes, expected: Any) -> None:
-    for loader in LOADERS:
-        assert_same(yaml.load(document, Loader=loader), expected)
+    for name, load in READERS:
+        try:
+            loaded = load(document)
+        except Exception as error:
+            raise AssertionError(f"{name} cannot read {document[:200]!r}: {error}") from error
+        try:
+            assert_same(loaded, expected)
+        except AssertionError as error:
+            raise AssertionError(f"{name}: {error}") from error
 
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
@@ -111,6 +146,15 @@ def test_tricky_string_stays_a_string_as_value_key_and_list_item(text: str) -> N
         ("340 g", "v: 340 g"),
         ("1 000", "v: '1 000'"),
         ("0o17", "v: '0o17'"),
+        ("._0", "v: '._0'"),
+        ("+_1", "v: '+_1'"),
+        ("._", "v: '._'"),
+        ("+_", "v: '+_'"),
+        (".", "v: '.'"),
+        ("+.", "v: '+.'"),
+        ("_1", "v: _1"),
+        (".hidden", "v: .hidden"),
+        ("+ more", "v: + more"),
         ("http://x.example/a?b=c#d", "v: http://x.example/a?b=c#d"),
         (1.0, "v: 1.0"),
         (1e20, "v: 1.0e+20"),
@@ -173,6 +217,25 @@ def test_huge_int_and_long_key_round_trip() -> None:
     huge = -(7**9000)  # over Python's 4300-digit str() limit
     record = {"k" * 5000: huge, "a": {"x" * 2000: [1]}}
     assert_round_trips(dump_record(record), record)
+
+
+@pytest.mark.parametrize(
+    ("key", "simple"),
+    [
+        ("k" * 1000, True),
+        ("k" * 1001, False),
+        ("é" * 1000, True),  # one UTF-16 unit each
+        ("😀" * 500, True),  # two UTF-16 units each: 1,000
+        ("😀" * 501, False),  # 501 code points, but 1,002 UTF-16 units, as JavaScript readers count
+        ("x😀" * 334, False),
+    ],
+)
+def test_long_keys_are_measured_in_utf16_units(key: str, simple: bool) -> None:
+    record = {key: 1, "next": [{key: key}]}
+    document = dump_record(record)
+    assert document.startswith(b"? ") is not simple
+    assert (b"  - ? " in document) is not simple  # inside a list item's mapping too
+    assert_round_trips(document, record)
 
 
 def test_lone_surrogate_is_rejected() -> None:

@@ -28,13 +28,16 @@ _BAD_FIRST = frozenset("-?:,[]{}#&*!|>'\"%@` ")
 # timestamp, merge "<<", value "=", ...), straight from the library so we agree
 # with the version that loads the archive. On top of that, stay conservative
 # for other YAML 1.1/1.2 readers: y/n, "..." (a document-end marker at column
-# 0) and anything made only of characters that numbers and timestamps use in
-# any schema ("1e3", "0o17", "2024-03-02 10:00:00Z") are quoted too, while
-# text such as "340 g" or an id like "9rmGWTfn73qS" stays plain.
+# 0) and anything that, after an optional sign, starts with a digit, a dot or
+# an underscore and goes on only with characters that numbers and timestamps
+# use in any schema ("1e3", "0o17", "2024-03-02 10:00:00Z", and "._0", "+_1",
+# "._", "." or "+.", which YAML 1.2 readers such as ruamel.yaml take for numbers
+# or fail on, and YAML 1.1's float pattern matches) is quoted too, while text
+# such as "340 g", ".hidden" or an id like "9rmGWTfn73qS" stays plain.
 _RESOLVERS = yaml.SafeLoader.yaml_implicit_resolvers
 _AMBIGUOUS = re.compile(
     "|".join(f"(?:{p})" for p in sorted({regexp.pattern for rs in _RESOLVERS.values() for _, regexp in rs}))
-    + r"| ^[-+]?\.?[0-9][0-9a-fA-FoOxXtTzZ_:.+\-\ ]*$ | ^(?:y|Y|n|N)$ | ^\.\.\.",
+    + r"| ^[-+]?[0-9._][0-9a-fA-FoOxXtTzZ_:.+\-\ ]*$ | ^(?:y|Y|n|N)$ | ^\.\.\.",
     re.VERBOSE,
 )
 # PyYAML picks resolvers by first character, so other strings need no regex at all.
@@ -57,7 +60,9 @@ _NAMED_ESCAPES = {
     "\x1b": "\\e",
 }
 
-# PyYAML rejects implicit (simple) keys longer than 1024 characters.
+# YAML limits an implicit (simple) key to 1024 characters, which PyYAML counts
+# in code points and JavaScript readers in UTF-16 code units: rendered keys are
+# measured in UTF-16 units, with a margin.
 _MAX_SIMPLE_KEY = 1000
 # Keys and short values repeat across records, so their rendering is cached;
 # bounded so that a long-lived worker cannot grow the caches forever.
@@ -180,12 +185,19 @@ def _key_head(key: Any, indent: str) -> str:
         raise TypeError(f"mapping keys must be str, not {type(key).__name__}")
     text = str.__str__(key)
     rendered = _str_scalar(text) or _quoted(text)
-    if len(rendered) > _MAX_SIMPLE_KEY:
+    if _too_long_for_simple_key(rendered):
         return f"? {rendered}\n{indent}:"
     if len(_key_cache) >= _CACHE_LIMIT:
         _key_cache.clear()
     _key_cache[text] = rendered + ":"
     return rendered + ":"
+
+
+def _too_long_for_simple_key(rendered: str) -> bool:
+    """Whether ``rendered`` is over _MAX_SIMPLE_KEY UTF-16 code units (an astral character counts 2)."""
+    if len(rendered) * 2 <= _MAX_SIMPLE_KEY:  # nearly every key: short enough whatever its characters
+        return False
+    return len(rendered.encode("utf-16-le")) // 2 > _MAX_SIMPLE_KEY
 
 
 def _str_value(text: str) -> str:
