@@ -165,3 +165,109 @@ def test_the_new_routes_keep_other_tenants_out_and_reveal_nothing(api_url: str) 
     # Acme's export was neither canceled nor deleted by any of it.
     polled = call("GET", f"{api_url}{BASE}/{ACME}/{job}", ACME_KEY).json()
     assert polled["error_code"] is None, polled
+
+
+# --- stored data the service cannot read: 401 with a warning, never a 5xx -----------------------------
+
+
+def put_key_item(stack: Any, raw_key: str, **attributes: Any) -> str:
+    """A key record written straight into the local API-keys table, as a platform bug might leave it."""
+    key_id = new_id()
+    item = {
+        "key_hash": {"S": hash_key(raw_key)},
+        "organization_id": {"S": ACME},
+        "key_id": {"S": key_id},
+        "prefix": {"S": raw_key[:3]},
+        "is_active": {"BOOL": True},
+        "record": {"S": json.dumps({"id": key_id, "name": "bad", "created_at": CREATED_AT})},
+        **attributes,
+    }
+    stack.client("dynamodb").put_item(TableName=get_settings().api_keys_table, Item=item)
+    return key_id
+
+
+def record_with(**fields: Any) -> dict[str, str]:
+    return {"S": json.dumps({"id": "x", "name": "bad", "created_at": CREATED_AT, **fields})}
+
+
+@pytest.mark.parametrize(
+    ("attributes", "field"),
+    [
+        ({"expires_at": {"S": "2099-01-01T00:00:00"}}, "expires_at"),
+        ({"expires_at": {"S": "2099-01-01"}}, "expires_at"),
+        ({"expires_at": {"S": "soon"}}, "expires_at"),
+        ({"record": record_with(rate_limit_per_minute="fast")}, "rate_limit_per_minute"),
+        ({"record": record_with(rate_limit_per_day=[1])}, "rate_limit_per_day"),
+    ],
+    ids=["no-offset", "date-only", "garbage-expiry", "text-override", "list-override"],
+)
+def test_a_key_record_the_service_cannot_read_is_a_401_with_a_warning(
+    api_url: str, stack: Any, attributes: dict[str, Any], field: str
+) -> None:
+    from tests.security.test_no_secrets_in_logs import captured_logs
+
+    raw_key = new_key()
+    key_id = put_key_item(stack, raw_key, **attributes)
+    for function in stack.functions:  # import the handlers (and create their loggers) before capturing
+        stack.handler(function)
+    with captured_logs() as sink:
+        replies = [
+            start(api_url, ACME, raw_key),
+            call("GET", f"{api_url}{BASE}/{ACME}/{new_id()}", raw_key),
+            call("GET", f"{api_url}{BASE}/{ACME}", raw_key),
+        ]
+    for reply in replies:
+        assert reply.status == 401, reply.body
+        body = reply.json()
+        assert body["error"] == "unauthorized" and "record" in body["message"], body
+    warnings = [
+        entry
+        for entry in map(_json_line, sink.getvalue().splitlines())
+        if entry.get("level") == "WARNING" and entry.get("key_id") == key_id
+    ]
+    assert len(warnings) == len(replies) and {entry["field"] for entry in warnings} == {field}
+    logged = sink.getvalue()
+    assert raw_key not in logged and hash_key(raw_key) not in logged and raw_key.split("_")[1] not in logged
+
+
+def _json_line(line: str) -> dict[str, Any]:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return {}
+    return entry if isinstance(entry, dict) else {}
+
+
+def test_a_member_record_without_a_role_refuses_the_user_key(
+    api_url: str, stack: Any, team: dict[str, Any]
+) -> None:
+    organization_id, member = team["organization_id"], team["member"]
+    set_member(
+        stack, organization_id, {key: value for key, value in member.items() if key != "role"}, member["id"]
+    )
+    reply = start(api_url, organization_id, team["key"])
+    assert reply.status == 401 and reply.json()["error"] == "unauthorized"
+
+
+# --- the reads that decide access are strongly consistent ---------------------------------------------
+
+
+def test_the_key_and_the_members_role_are_read_strongly_consistent(
+    api_url: str, team: dict[str, Any]
+) -> None:
+    from tests.dynamo_hooks import recorded_calls
+
+    settings = get_settings()
+    with (
+        recorded_calls("GetItem", settings.api_keys_table) as key_reads,
+        recorded_calls("GetItem", settings.org_data_table) as org_reads,
+    ):
+        assert start(api_url, team["organization_id"], team["key"]).status == 200
+    assert [read["Key"] for read in key_reads] == [{"key_hash": {"S": hash_key(team["key"])}}]
+    assert all(read.get("ConsistentRead") is True for read in key_reads)
+    member_key = {
+        "partition": {"S": partition_key(team["organization_id"], "members")},
+        "record_id": {"S": team["member"]["id"]},
+    }
+    member_reads = [read for read in org_reads if read["Key"] == member_key]
+    assert len(member_reads) == 1 and member_reads[0].get("ConsistentRead") is True
