@@ -13,6 +13,7 @@ from data_export import wiring
 from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import ArchiveFormat, JobStatus
+from data_export.storage.signing import DownloadSigner
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -55,7 +56,9 @@ def test_expires_at_is_the_earliest_of_ttl_archive_expiry_and_credentials(
     expected_seconds: int,
 ) -> None:
     expiry = NOW + credentials_expire_in if credentials_expire_in else None
-    service = replace(wiring.export_service(), clock=lambda: NOW, signing_expiry=lambda: expiry)
+    # No signing role: the default session signs, its expiry what the SDK knows (here: made up).
+    signer = DownloadSigner(None, "", default_s3=wiring.client("s3"), default_expiry=lambda: expiry)
+    service = replace(wiring.export_service(), clock=lambda: NOW, signer=signer)
     job = completed_job(NOW + archive_expires_in)
 
     answer = service.describe(job)

@@ -24,6 +24,9 @@ class Settings:
     export_queue_url: str
     rate_limits_table: str = ""
     download_url_ttl_seconds: int = 3600
+    # The role whose assumed sessions sign download URLs, so that their expiry is known ("" signs with the
+    # function's own credentials; storage.signing).
+    download_signing_role_arn: str = ""
     # Days an archive stays downloadable (the exports bucket's lifecycle deletes it then).
     job_retention_days: int = 7
     # Days a job's record outlives its archive, so that late polls and the list say "expired", not 404.
@@ -60,6 +63,7 @@ class Settings:
             export_queue_url=env.get("EXPORT_QUEUE_URL", ""),
             rate_limits_table=env["RATE_LIMITS_TABLE_NAME"],
             download_url_ttl_seconds=_int("DOWNLOAD_URL_TTL_SECONDS", 3600),
+            download_signing_role_arn=env.get("DOWNLOAD_SIGNING_ROLE_ARN", ""),
             job_retention_days=_int("JOB_RETENTION_DAYS", 7),
             job_history_days=_int("JOB_HISTORY_DAYS", 30),
             event_bus_name=env.get("EXPORT_EVENT_BUS_NAME", ""),

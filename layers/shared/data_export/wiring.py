@@ -5,7 +5,6 @@ first serves a request. Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` (th
 
 from __future__ import annotations
 
-from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +19,10 @@ if TYPE_CHECKING:
     from data_export.ratelimit import RateLimiter
     from data_export.storage.jobs import JobRepository
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
+    from data_export.storage.signing import DownloadSigner
 
 
-@cache
-def client(service: str) -> Any:
-    import boto3
+def client_config(service: str) -> Any:
     from botocore.config import Config
 
     # Standard retry mode: backoff with jitter on throttling and transient errors.
@@ -32,17 +30,29 @@ def client(service: str) -> Any:
     if service == "s3":
         # Signature v4 (presigned URLs) with the regional endpoint.
         config = config.merge(Config(signature_version="s3v4"))
-    return boto3.client(service, config=config)  # type: ignore[call-overload]
+    return config
 
 
-def signing_expiry() -> datetime | None:
-    """When the credentials that sign download URLs expire, when the SDK knows it (refreshable credentials:
-    containers, SSO, assumed roles). Lambda hands its role's session to the function in environment
-    variables without an expiry, so there it is unknown: see docs/operations.md on URL lifetimes."""
+@cache
+def client(service: str) -> Any:
     import boto3
 
-    expiry = getattr(boto3._get_default_session().get_credentials(), "_expiry_time", None)
-    return expiry if isinstance(expiry, datetime) else None
+    return boto3.client(service, config=client_config(service))  # type: ignore[call-overload]
+
+
+@cache
+def download_signer() -> DownloadSigner:
+    """Signs download URLs with sessions of DOWNLOAD_SIGNING_ROLE_ARN, whose expiry is known, cached for
+    the container; without a role, with the function's own credentials (docs/operations.md)."""
+    from data_export.storage.signing import DownloadSigner
+
+    role_arn = get_settings().download_signing_role_arn
+    return DownloadSigner(
+        client("sts") if role_arn else None,
+        role_arn,
+        default_s3=client("s3"),
+        s3_config=client_config("s3"),
+    )
 
 
 @cache
@@ -95,7 +105,7 @@ def export_service() -> ExportService:
         exports=ExportStore(client("s3"), settings.exports_bucket),
         settings=settings,
         stepfunctions=client("stepfunctions") if settings.state_machine_arn else None,
-        signing_expiry=signing_expiry,
+        signer=download_signer(),
     )
 
 
@@ -158,6 +168,7 @@ def reset() -> None:
     """Forget clients and services (tests and the local stack use it when the environment changes)."""
     for cached in (
         client,
+        download_signer,
         jobs,
         org_data,
         api_keys,

@@ -41,6 +41,8 @@ from data_export.storage.queue import ExportQueue
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from data_export.storage.signing import DownloadSigner
+
 logger = Logger(child=True)
 
 # Attempts at creating a job when concurrent requests keep moving the format's open-export pointer.
@@ -65,8 +67,9 @@ class ExportService:
     settings: Settings
     stepfunctions: SFNClient | None = None
     clock: Callable[[], datetime] = utcnow
-    # When the credentials that sign download URLs expire, if known: a URL never outlives them.
-    signing_expiry: Callable[[], datetime | None] = lambda: None
+    # The credentials that sign download URLs and their expiry (storage.signing): a URL never outlives
+    # them. None: the exports store's own client signs, its credentials' expiry unknown.
+    signer: DownloadSigner | None = None
 
     # -- starting ------------------------------------------------------------------------------------
     def start(
@@ -181,16 +184,24 @@ class ExportService:
         return self._signed_url(job, now)
 
     def _signed_url(self, job: Job, now: datetime) -> tuple[str, datetime]:
-        """URL and its honest expiry: the configured lifetime, cut short by the archive's expiry and by
-        the signing credentials' own expiry (a URL signed with temporary role credentials dies with them)."""
+        """URL and its honest expiry: the earliest of the configured lifetime, the archive's expiry and
+        the signing credentials' expiry (a URL dies with the credentials that signed it), in whole seconds."""
         assert job.object_key is not None
-        expires_at = now + timedelta(seconds=self.settings.download_url_ttl_seconds)
-        for limit in (job.archive_expires_at, self.signing_expiry()):
+        lifetime = self.settings.download_url_ttl_seconds
+        store, credentials_expire_at = self.exports, None
+        if self.signer is not None:
+            signing = self.signer.signing(now, lifetime)
+            store = ExportStore(signing.s3, self.settings.exports_bucket)
+            credentials_expire_at = signing.expires_at
+        signed_at = now.replace(microsecond=0)  # what the URL's X-Amz-Date says, at the earliest
+        expires_at = now + timedelta(seconds=lifetime)
+        for limit in (job.archive_expires_at, credentials_expire_at):
             if limit is not None:
                 expires_at = min(expires_at, limit)
-        ttl = max(1, int((expires_at - now).total_seconds()))
-        url = self.exports.presign_download(job.object_key, job.output_filename, ttl)
-        return url, (now + timedelta(seconds=ttl)).replace(microsecond=0)
+        # Rounded down: S3 counts X-Amz-Expires from the signing second, so the URL lasts until then.
+        ttl = max(1, int((expires_at - signed_at).total_seconds()))
+        url = store.presign_download(job.object_key, job.output_filename, ttl)
+        return url, signed_at + timedelta(seconds=ttl)
 
     def list(self, organization_id: str, limit: int, next_token: str | None) -> ExportJobList:
         """A page of the organization's exports, newest first."""
