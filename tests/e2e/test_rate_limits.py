@@ -86,3 +86,55 @@ def test_refusals_after_authentication_carry_the_headers_and_count(
     anonymous = call("POST", f"{api_url}{BASE}/{organization_id}")
     assert anonymous.status == 401
     assert not any(name.lower().startswith("ratelimit") for name in anonymous.headers)
+
+
+# --- what refusals cost, and a failing counter store ---------------------------------------------------
+
+
+def test_a_flood_of_one_unknown_key_costs_one_key_read_and_no_counter(api_url: str, stack: Any) -> None:
+    from data_export.settings import get_settings
+
+    from tests.dynamo_hooks import recorded_calls
+
+    settings = get_settings()
+    unknown = new_key()
+    organization_id = new_id()
+    with (
+        recorded_calls("GetItem", settings.api_keys_table) as key_reads,
+        recorded_calls("UpdateItem", settings.rate_limits_table) as counted,
+    ):
+        replies = [call("GET", f"{api_url}{BASE}/{organization_id}/{new_id()}", unknown) for _ in range(30)]
+        others = [new_key() for _ in range(5)]
+        replies += [call("POST", f"{api_url}{BASE}/{organization_id}", key) for key in others]
+    assert {reply.status for reply in replies} == {401}
+    assert {reply.json()["message"] for reply in replies} == {"Unknown API key"}
+    # One read for the repeated key (remembered afterwards), one for each other key; no counter touched.
+    assert len(key_reads) == 1 + len(others)
+    assert counted == []
+    for reply in replies:
+        assert not any(name.lower().startswith("ratelimit") for name in reply.headers)
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "retry_after"),
+    [("ProvisionedThroughputExceededException", 400, "1"), ("AccessDeniedException", 400, "30")],
+)
+def test_a_failing_counter_store_is_a_503_with_retry_after(
+    api_url: str, limited: dict[str, str], code: str, status: int, retry_after: str
+) -> None:
+    from data_export.settings import get_settings
+
+    from tests.dynamo_hooks import failing_calls
+
+    organization_id = limited["organization_id"]
+    with failing_calls("UpdateItem", get_settings().rate_limits_table, code, status) as broken:
+        reply = call("GET", f"{api_url}{BASE}/{organization_id}", limited["default"])
+    assert broken, "the counter store was not asked"
+    assert reply.status == 503, reply.body
+    assert reply.headers["Retry-After"] == retry_after
+    assert reply.headers["Content-Type"].startswith("application/json")
+    body = reply.json()
+    assert set(body) == {"error", "message"} and body["error"] == "service_unavailable"
+    assert f"retry after {retry_after} s" in body["message"]
+    # Once the store answers again, so does the API.
+    assert call("GET", f"{api_url}{BASE}/{organization_id}", limited["default"]).status == 200
