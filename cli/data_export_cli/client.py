@@ -14,6 +14,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import shlex
 import shutil
 import sys
@@ -120,7 +121,11 @@ def error_message(reply: Reply) -> ApiError:
 
 
 class ExportApi:
-    """The export endpoints, with retries on 429/503 (honouring Retry-After) and on dropped connections."""
+    """The export endpoints, with retries on 429/503 (honouring Retry-After) and on dropped connections.
+
+    A 429 or 503 without Retry-After (API Gateway's own throttle sends none) is retried after a jittered
+    backoff, between half and all of ``backoff_seconds``: clients throttled at the same moment then do not
+    come back at the same moment."""
 
     def __init__(
         self,
@@ -130,12 +135,14 @@ class ExportApi:
         timeout: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str], None] | None = None,
+        jitter: Callable[[], float] = random.random,
     ) -> None:
         self.base = endpoint.rstrip("/") + BASE_PATH
         self._api_key = api_key
         self._timeout = timeout
         self._sleep = sleep
         self._on_wait = on_wait
+        self._jitter = jitter
         self._opener = urllib.request.build_opener(_NoRedirect)
 
     def _url(self, path: str, query: dict[str, str] | None = None) -> str:
@@ -180,7 +187,8 @@ class ExportApi:
                 continue
             if reply.status in (429, 503) and attempt < REQUEST_ATTEMPTS:
                 delay = retry_after_seconds(reply.headers.get("retry-after"))
-                delay = backoff_seconds(attempt) if delay is None else delay
+                if delay is None:
+                    delay = backoff_seconds(attempt) * (0.5 + 0.5 * self._jitter())
                 if delay <= LONGEST_RETRY_AFTER:
                     self._wait(delay, f"HTTP {reply.status} ({error_message(reply)})")
                     continue

@@ -103,8 +103,9 @@ def fake() -> Iterator[Fake]:
     server.server_close()
 
 
-def api(fake: Fake, waits: list[float]) -> ExportApi:
-    return ExportApi(fake.url, KEY, sleep=waits.append)
+def api(fake: Fake, waits: list[float], jitter: float = 1.0) -> ExportApi:
+    """A client that records its waits instead of sleeping; ``jitter`` 1.0 waits the whole backoff."""
+    return ExportApi(fake.url, KEY, sleep=waits.append, jitter=lambda: jitter)
 
 
 def json_reply(status: int, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, str], bytes]:
@@ -124,6 +125,21 @@ def test_429_and_503_are_retried_after_the_time_the_server_asks(fake: Fake) -> N
     method, path, headers = fake.requests[0]
     assert (method, path) == ("POST", f"{BASE_PATH}/org1?archive_format=tar.gz")
     assert headers["x-api-key"] == KEY and headers["idempotency-key"] == "k-1"
+
+
+def test_a_throttle_without_retry_after_is_retried_after_a_jittered_backoff(fake: Fake) -> None:
+    """API Gateway's own 429 carries no Retry-After: clients throttled together must not retry together."""
+    throttled = (429, {"Content-Type": "application/json"}, b'{"message":"Too Many Requests"}')
+    ok = json_reply(200, {"job_id": "j1", "status": "pending"})
+    waits_by_jitter = {}
+    for jitter in (0.0, 0.5, 1.0):
+        fake.replies = [throttled, throttled, throttled, ok]
+        waits: list[float] = []
+        assert api(fake, waits, jitter).get_export("org1", "j1")["job_id"] == "j1"
+        waits_by_jitter[jitter] = waits
+    assert waits_by_jitter[1.0] == [0.5, 1.0, 2.0]  # the whole backoff
+    assert waits_by_jitter[0.0] == [0.25, 0.5, 1.0]  # half of it
+    assert waits_by_jitter[0.5] == [0.375, 0.75, 1.5]
 
 
 def test_a_wait_longer_than_reasonable_is_reported_not_waited(fake: Fake) -> None:
