@@ -52,7 +52,15 @@ def section_bytes(
     records = iter_section(builder.org_data, builder.api_keys, ACME, section)
     folder = SectionFolder(section)
     write_section(
-        entries, "top", folder, records, builder.assets.open, report, missing, read_ahead=read_ahead
+        entries,
+        "top",
+        folder,
+        records,
+        builder.assets.open,
+        report,
+        missing,
+        organization_id=ACME,
+        read_ahead=read_ahead,
     )
     entries.close()
     return sink.getvalue(), missing, report

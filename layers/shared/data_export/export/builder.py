@@ -242,6 +242,7 @@ class ExportBuilder:
                     report,
                     section_missing,
                     progress.record_written,
+                    organization_id=job.organization_id,
                     read_ahead=self.settings.asset_read_ahead,
                 )
             except JobOwnershipLostError:
@@ -322,10 +323,7 @@ def manifest_document(
         "requested_at": job.created_at.isoformat(),
         "generated_at": generated_at.isoformat(),
         "sections": [section.model_dump(mode="json") for section in job.sections],
-        "missing_assets": [
-            {"section": m.section, "record_id": m.record_id, "field": m.field, "filename": m.filename}
-            for m in missing
-        ],
+        "missing_assets": [m.manifest_entry() for m in missing],
     }
 
 

@@ -152,6 +152,7 @@ class ChunkedExport:
                 report,
                 missing,
                 watch.check,
+                organization_id=organization_id,
                 read_ahead=self.settings.asset_read_ahead,
             )
             chunk = entries.close_chunk()

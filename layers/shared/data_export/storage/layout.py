@@ -12,8 +12,10 @@ attributes used by auth (``organization_id``, ``key_id``, ``prefix``, ``member_i
 ``expires_at``) and ``record`` (S): the key's metadata record as JSON, never the raw key nor its hash.
 GSI ``by_organization`` (organization_id, key_id) lists an organization's keys for the export.
 
-Assets bucket (ASSETS_BUCKET_NAME): one object per binary at ``asset_key(...)``; a binary whose object is
-absent is a *missing* asset, which the export reports instead of failing.
+Assets bucket (ASSETS_BUCKET_NAME): one object per binary at ``asset_key(...)``, under its organization's
+``asset_prefix``; a binary whose object is absent is a *missing* asset, which the export reports instead of
+failing. A reference outside the organization's prefix is *refused*: the export never reads it
+(export.sections.asset_refusal).
 """
 
 from __future__ import annotations
@@ -36,9 +38,14 @@ def partition_key(organization_id: str, section: str) -> str:
     return f"{organization_id}#{section}"
 
 
+def asset_prefix(organization_id: str) -> str:
+    """Assets bucket: the folder of all the binaries of one organization, and all that its export reads."""
+    return f"{organization_id}/"
+
+
 def asset_key(organization_id: str, section: str, record_id: str, field: str, index: int) -> str:
     """Object key of a binary; built from ids only, never from user-typed file names."""
-    return f"{organization_id}/{section}/{record_id}/{field}/{index}"
+    return f"{asset_prefix(organization_id)}{section}/{record_id}/{field}/{index}"
 
 
 def asset_ref(filename: str, content_type: str, key: str, size_bytes: int | None) -> dict[str, object]:
