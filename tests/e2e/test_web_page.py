@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from data_export.ids import new_id
 
 from tests.archive_checks import ACME, SECTIONS
 from tests.e2e.client import BASE, call
@@ -280,6 +281,7 @@ def fill_and_start(page: Page, api_key: str, archive_format: str) -> None:
     )
 
 
+SHOWN_ERROR = "document.getElementById('error').hidden ? '' : document.getElementById('error').textContent"
 PAGE_STATE = """(() => ({
     status: document.getElementById("job").dataset.status || null,
     error: document.getElementById("error").hidden ? null : document.getElementById("error").textContent,
@@ -391,6 +393,89 @@ def test_a_rate_limited_poll_waits_as_told_then_goes_on(page: Page, api_url: str
     page.wait_for("document.getElementById('job').dataset.status === 'completed'", EXPORT_DEADLINE_S)
     assert page.evaluate("document.getElementById('error').hidden") is True
     assert page.evaluate("document.getElementById('download').getAttribute('href')").startswith("http")
+
+
+class ScriptedApi:
+    """Answers every API request of the page from the browser itself (DevTools ``Fetch``): the start and
+    the recent-exports list with a running job, each poll as the test says; times the page's waits."""
+
+    def __init__(self, page: Page, api_url: str) -> None:
+        self.page = page
+        self.job = {"job_id": new_id(), "status": "processing", "archive_format": "zip", "sections": []}
+        self.answered_at = time.monotonic()
+        page.command("Fetch.enable", patterns=[{"urlPattern": f"{api_url}{BASE}/*"}])
+
+    def _answer(self, request_id: str, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+        self.page.command(
+            "Fetch.fulfillRequest",
+            requestId=request_id,
+            responseCode=status,
+            responseHeaders=[
+                {"name": "Content-Type", "value": "application/json"},
+                *({"name": name, "value": value} for name, value in headers.items()),
+            ],
+            body=base64.b64encode(json.dumps(body).encode()).decode(),
+        )
+
+    def next_poll(self, status: int, body: dict[str, Any] | None = None, **headers: str) -> float:
+        """Wait for the page's next poll (answering a start or list request meanwhile) and answer it with
+        ``status``, ``body`` and ``headers``. Returns the seconds since the previous poll was answered."""
+        while True:
+            paused = self.page.event("Fetch.requestPaused")
+            waited = time.monotonic() - self.answered_at
+            request = paused["request"]
+            if request["method"] == "POST":
+                self._answer(paused["requestId"], 200, self.job, {})
+                self.answered_at = time.monotonic()
+            elif "?" in request["url"]:  # the recent-exports list
+                self._answer(paused["requestId"], 200, {"exports": [self.job]}, {})
+            else:
+                assert request["url"].endswith(self.job["job_id"]), request["url"]
+                self._answer(paused["requestId"], status, body or self.job, headers)
+                self.answered_at = time.monotonic()
+                return waited
+
+    def no_poll_within(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.page.command("Runtime.evaluate", expression="0")  # collects the events sent meanwhile
+            paused = [event for event in self.page._events if event["method"] == "Fetch.requestPaused"]
+            assert not paused, f"the page asked again within {seconds} s: {paused}"
+            time.sleep(0.2)
+
+
+def test_polling_honours_retry_after_on_429_and_503_however_long(page: Page, api_url: str) -> None:
+    """The page's polls under throttling, timed: Retry-After as sent on a 429 and on a 503 (not the page's
+    own back-off, and not cut to 2 minutes), a jittered back-off when a 429 has none (API Gateway's own)."""
+    page.open(f"{api_url}/?org={ACME}")
+    api = ScriptedApi(page, api_url)
+
+    def shows(message: str) -> None:
+        page.wait_for(f"({SHOWN_ERROR}).includes({json.dumps(message)})", 10)
+
+    fill_and_start(page, ACME_KEY, "zip")
+    assert 1.2 <= api.next_poll(200) <= 3.5  # polling every 1.5 s
+
+    # API Gateway's stage throttle answers 429 with no Retry-After: the page's back-off, 3 s jittered.
+    api.next_poll(429, {"message": "Too Many Requests"})
+    waited = api.next_poll(429, {"error": "rate_limited", "message": "Slow down."}, **{"Retry-After": "4"})
+    assert 1.4 <= waited <= 3.6, waited
+    shows("Slow down. Checking again in 4 s.")
+
+    # The API's 429 said 4 s: not sooner.
+    waited = api.next_poll(503, {"error": "service_unavailable", "message": "Busy."}, **{"Retry-After": "2"})
+    assert waited >= 3.9, waited
+    shows("Busy. Checking again in 2 s.")
+
+    # A 503's Retry-After is honoured too (the page's own back-off would by now be 6 to 12 s).
+    quota = {"error": "rate_limited", "message": "Daily quota used."}
+    waited = api.next_poll(429, quota, **{"Retry-After": "600"})
+    assert 1.9 <= waited <= 4.5, waited
+
+    # A long Retry-After (a used-up quota) is waited out as sent, not cut to 2 minutes.
+    shows("Daily quota used. Checking again in 10 min. (rate_limited, HTTP 429)")
+    api.no_poll_within(3)
+    assert page.evaluate("document.getElementById('job').dataset.status") == "processing"
 
 
 def test_a_bad_key_shows_the_apis_message(page: Page, api_url: str) -> None:
