@@ -326,7 +326,7 @@ def test_a_person_exports_and_downloads_from_the_page(page: Page, api_url: str, 
 
     fill_and_start(page, ACME_KEY, "zip")
     deadline = time.monotonic() + EXPORT_DEADLINE_S
-    seen = []
+    seen: list[str] = []
     while True:
         state = page.evaluate(PAGE_STATE)
         assert state["error"] is None, state["error"]
