@@ -84,7 +84,8 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
         ("dynamodb:GetItem", "JobsTable"),
         ("dynamodb:Query", "JobsTable", f"index/{JOBS_BY_CREATED_AT_INDEX}"),
         ("dynamodb:UpdateItem", "RateLimitsTable"),
-        ("s3:GetObject", "ExportsBucket", "exports/*"),
+        # Download URLs are signed by DownloadSigningRole's sessions, which alone may read the archives.
+        ("sts:AssumeRole", "DownloadSigningRole"),
     },
     "CancelExportFunction": {
         ("dynamodb:GetItem", "ApiKeysTable"),
@@ -168,6 +169,7 @@ GRANTS: dict[str, set[tuple[str, ...]]] = {
 # The state machine's ARN, written out from its Name (a !Ref from the worker would be a dependency cycle).
 STATE_MACHINE_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-export"
 EXECUTIONS_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-export:*"
+DOWNLOAD_SIGNING_ROLE_NAME = "${AWS::StackName}-${AWS::Region}-download-signing"
 # What the local stack can resolve (see the template's header comment).
 RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub"}
 RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName"}
@@ -513,9 +515,74 @@ def test_every_function_gets_the_settings_environment(template: dict[str, Any]) 
             "ExportDeadLetterFunction",
         )
         extra = {"EXPORT_STATE_MACHINE_ARN"} if uses_state_machine else set()
+        if name == "GetExportFunction":
+            extra = {"DOWNLOAD_SIGNING_ROLE_ARN"}
         assert {key: value for key, value in variables.items() if key not in extra} == ENVIRONMENT
         assert extra <= set(variables)
     assert template["Parameters"]["DownloadUrlTtlSeconds"]["Default"] == 3600
+    # Signing sessions are assumed by a role's session: AWS caps them at one hour (role chaining).
+    assert template["Parameters"]["DownloadUrlTtlSeconds"]["MaxValue"] == 3600
+
+
+def test_download_urls_are_signed_by_a_role_that_only_reads_archives(template: dict[str, Any]) -> None:
+    variables = function_properties(template, "GetExportFunction")["Environment"]["Variables"]
+    assert variables["DOWNLOAD_SIGNING_ROLE_ARN"] == {"Fn::GetAtt": ["DownloadSigningRole", "Arn"]}
+    role = template["Resources"]["DownloadSigningRole"]["Properties"]
+    assert role["RoleName"] == {"Fn::Sub": DOWNLOAD_SIGNING_ROLE_NAME}
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Principal": {"AWS": {"Fn::GetAtt": ["GetExportFunctionRole", "Arn"]}},
+            "Action": "sts:AssumeRole",
+        }
+    ]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    assert statements == [
+        {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject"],
+            "Resource": {"Fn::Sub": "arn:aws:s3:::${ExportsBucket}/exports/*"},
+        }
+    ]
+
+
+def test_resources_do_not_depend_on_each_other_in_a_circle(
+    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CloudFormation refuses a circular dependency at deploy time; cfn-lint and sam validate miss one that
+    runs through a role SAM generates (a function's grant on a role that trusts the function's role)."""
+    import copy
+    import graphlib
+    import importlib
+
+    transform = importlib.import_module("samtranslator.translator.transform").transform  # untyped
+    body = copy.deepcopy(template)
+    for resource in body["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://bucket/code.zip"
+        elif resource["Type"] == "AWS::Serverless::LayerVersion":
+            resource["Properties"]["ContentUri"] = "s3://bucket/layer.zip"
+
+    class NoManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    translated = transform(body, {}, NoManagedPolicies())["Resources"]
+    graph: dict[str, set[str]] = {}
+    for logical_id, resource in translated.items():
+        depends_on = resource.get("DependsOn", [])
+        named = set(as_list(depends_on))
+        for node in walk(resource.get("Properties", {})):
+            if isinstance(node, dict) and "Ref" in node:
+                named.add(str(node["Ref"]))
+            elif isinstance(node, dict) and "Fn::GetAtt" in node:
+                named.add(node["Fn::GetAtt"][0])
+            elif isinstance(node, dict) and "Fn::Sub" in node:
+                text = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+                named |= {name.split(".")[0] for name in re.findall(r"\$\{([^}!]+)\}", text)}
+        graph[logical_id] = named & set(translated)
+    list(graphlib.TopologicalSorter(graph).static_order())  # raises CycleError on a circle
 
 
 def test_the_environment_is_all_that_settings_need(
@@ -552,6 +619,8 @@ def grant_target(resource: Any) -> tuple[str, ...]:
             return ("ExportStateMachine",)
         if resource["Fn::Sub"] == EXECUTIONS_ARN:
             return ("ExportStateMachine", "executions")
+        if resource["Fn::Sub"] == f"arn:aws:iam::${{AWS::AccountId}}:role/{DOWNLOAD_SIGNING_ROLE_NAME}":
+            return ("DownloadSigningRole",)
         match = re.fullmatch(
             r"arn:aws:(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
             resource["Fn::Sub"],
@@ -602,7 +671,9 @@ def test_template_uses_only_what_the_local_stack_resolves(template: dict[str, An
             if key == "Ref":
                 assert node[key] in names | RESOLVABLE_PSEUDO_PARAMETERS, f"!Ref {node[key]}"
             if key == "Fn::GetAtt":
-                assert node[key][0] in template["Resources"], f"!GetAtt {node[key]}"
+                # ...or the role SAM generates for a function (<logical id>Role).
+                generated_roles = {f"{name}Role" for name in FUNCTIONS}
+                assert node[key][0] in set(template["Resources"]) | generated_roles, f"!GetAtt {node[key]}"
 
 
 def test_outputs_name_the_api_url_and_every_store(template: dict[str, Any]) -> None:
