@@ -11,6 +11,8 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 from botocore.credentials import RefreshableCredentials
+from botocore.exceptions import ClientError
+from data_export.errors import ServiceUnavailableError
 from data_export.export.service import ExportService
 from data_export.ids import new_id
 from data_export.jobs import Job
@@ -233,6 +235,20 @@ def test_a_session_too_close_to_its_end_is_replaced_before_signing() -> None:
     assert len(sts.calls) == 2
     assert query(url)["X-Amz-Credential"].startswith("ASIAFAKE0002/")
     assert expires_at == NOW + timedelta(hours=1)
+
+
+def test_a_session_that_cannot_be_assumed_is_a_503_not_a_url() -> None:
+    class DeniedSts(FakeSts):
+        def assume_role(self, **request: Any) -> dict[str, Any]:
+            self.calls.append(request)
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "AssumeRole")
+
+    export_service = service(role_signer(DeniedSts()))
+    job = completed_job(NOW + timedelta(days=7))
+    for ask in (export_service.download_url, export_service.describe):
+        with pytest.raises(ServiceUnavailableError) as refused:
+            ask(job)
+        assert refused.value.status_code == 503
 
 
 def test_the_archive_expiry_cuts_the_url_to_whole_seconds() -> None:

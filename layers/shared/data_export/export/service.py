@@ -190,7 +190,16 @@ class ExportService:
         lifetime = self.settings.download_url_ttl_seconds
         store, credentials_expire_at = self.exports, None
         if self.signer is not None:
-            signing = self.signer.signing(now, lifetime)
+            from botocore.exceptions import BotoCoreError, ClientError
+
+            try:
+                signing = self.signer.signing(now, lifetime)
+            except (BotoCoreError, ClientError) as exc:  # AssumeRole denied, throttled, unreachable
+                cause = type(exc).__name__
+                if isinstance(exc, ClientError):
+                    cause = str(exc.response.get("Error", {}).get("Code", cause))
+                logger.error("Download URL signing failed", extra={"job_id": job.job_id, "cause": cause})
+                raise ServiceUnavailableError("The download URL cannot be signed right now; retry") from exc
             store = ExportStore(signing.s3, self.settings.exports_bucket)
             credentials_expire_at = signing.expires_at
         signed_at = now.replace(microsecond=0)  # what the URL's X-Amz-Date says, at the earliest
