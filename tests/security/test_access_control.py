@@ -171,11 +171,12 @@ def test_the_new_routes_keep_other_tenants_out_and_reveal_nothing(api_url: str) 
 
 
 def put_key_item(stack: Any, raw_key: str, **attributes: Any) -> str:
-    """A key record written straight into the local API-keys table, as a platform bug might leave it."""
+    """A key record written straight into the local API-keys table, as a platform bug might leave it. Of
+    an organization of its own: the example organization's export must not list it among its keys."""
     key_id = new_id()
     item = {
         "key_hash": {"S": hash_key(raw_key)},
-        "organization_id": {"S": ACME},
+        "organization_id": {"S": new_id()},
         "key_id": {"S": key_id},
         "prefix": {"S": raw_key[:3]},
         "is_active": {"BOOL": True},
