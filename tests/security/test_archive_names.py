@@ -44,10 +44,15 @@ HOSTILE_NAMES = [
     "trailing dot.",
     'what?<is>:this|"*.png',  # characters Windows forbids
     "a/b/c.png",  # folders inside a name
+    "COM0.txt",  # device names Windows reserves too: port 0 and superscript digits
+    "lpt0",
+    "COM\u00b9.png",
+    "lpt\u00b3.jpg",
+    "spec sheet " + "long " * 40 + "(final).pdf",  # a long name inside a long path: over Windows' 260
 ]
 SLUG = "../../Évil\u202e Org"
 _WINDOWS_DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
-    f"{port}{digit}" for port in ("COM", "LPT") for digit in "123456789¹²³"
+    f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789¹²³"
 }
 _UNSAFE_CATEGORIES = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 _WINDOWS_FORBIDDEN = set('<>:"|?*\\')
@@ -64,6 +69,9 @@ def collision_key(path: str) -> str:
 def unsafe_reasons(path: str) -> list[str]:
     """Why an entry name is unsafe to extract anywhere (empty when it is safe)."""
     reasons = []
+    if len(path.encode("utf-16-le")) // 2 >= 200:
+        # Windows counts UTF-16 units up to 260 with the folder extracted into: keep 60 for that folder.
+        reasons.append("200 UTF-16 units or more")
     if path.startswith("/") or path.endswith("/"):
         reasons.append("absolute or a folder")
     if unicodedata.normalize("NFC", path) != path:

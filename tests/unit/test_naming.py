@@ -12,6 +12,8 @@ from data_export.naming import (
     safe_component,
     safe_slug,
     split_extension,
+    tagged_stem,
+    utf16_units,
 )
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -27,11 +29,21 @@ names = st.text(st.characters(codec=None), max_size=300) | st.sampled_from(HOSTI
 
 FORBIDDEN = set('/\\<>:"|?*')
 UNSAFE_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs"}
+# Windows' reserved names (with any extension, in any case), written out independently of naming.py.
+WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"} | {
+    f"{port}{digit}" for port in ("COM", "LPT") for digit in "0123456789¹²³"
+}
 
 
-def assert_safe(name: str, max_bytes: int) -> None:
+def is_reserved(component: str) -> bool:
+    return component.split(".", 1)[0].rstrip(" ").upper() in WINDOWS_RESERVED
+
+
+def assert_safe(name: str, max_bytes: int, max_units: int | None = None) -> None:
     assert name
     assert is_safe_archive_path(name), repr(name)
+    assert not is_reserved(name), repr(name)
+    assert len(name.encode("utf-16-le")) // 2 <= (max_bytes if max_units is None else max_units)
     assert len(name.encode("utf-8")) <= max_bytes
     assert unicodedata.is_normalized("NFC", name)
     assert not any(char in FORBIDDEN or unicodedata.category(char) in UNSAFE_CATEGORIES for char in name)
@@ -45,6 +57,64 @@ def test_safe_component_is_always_safe(name: str, max_bytes: int) -> None:
     result = safe_component(name, max_bytes=max_bytes)
     assert_safe(result, max_bytes)
     assert safe_component(result, max_bytes=max_bytes) == result
+
+
+@settings(max_examples=300)
+@given(names, st.integers(min_value=8, max_value=200))
+def test_safe_component_fits_utf16_units(name: str, max_units: int) -> None:
+    result = safe_component(name, max_units=max_units)
+    assert_safe(result, 200, max_units)
+    assert safe_component(result, max_units=max_units) == result
+    _, extension = split_extension(safe_component(name))
+    if extension and utf16_units(extension) < max_units // 2:
+        assert result.endswith(extension)  # shortened, never at the cost of its extension
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "COM0", "com0.txt", "LPT0.tar.gz", "lpt0 .log", "COM\u00b9", "com\u00b2.jpg", "LPT\u00b3.png",
+        "lpt\u00b9", "Com\u00b3 .x", "CONIN$.txt", "conout$",
+    ],
+)
+def test_every_windows_reserved_name_is_avoided(name: str) -> None:
+    assert is_reserved(name)
+    safe = safe_component(name)
+    assert safe == "_" + name and not is_reserved(safe)
+    assert not is_safe_archive_path(f"a/{name}")
+    names = UniqueNames()
+    assert not is_reserved(names.allocate(name)) and not is_reserved(names.allocate(name))
+
+
+def test_names_fit_utf16_units_keeping_the_extension() -> None:
+    # An astral character is 2 UTF-16 units (Windows counts them so), a BMP one 1.
+    assert utf16_units("a\u00e9\u6f22") == 3 and utf16_units("\U0001f600") == 2
+    assert safe_component("\U0001f600" * 80 + ".png", max_units=40) == "\U0001f600" * 18 + ".png"
+    assert safe_component("\U0001f600" * 80, max_units=41) == "\U0001f600" * 20  # never half a character
+    assert safe_component("x" * 300 + ".jpeg", max_units=50) == "x" * 45 + ".jpeg"
+    names = UniqueNames(max_units=40)
+    long_name = "\u00e9" * 100 + ".pdf"
+    assert names.allocate(long_name) == "\u00e9" * 36 + ".pdf"
+    assert names.allocate(long_name) == "\u00e9" * 32 + " (2).pdf"
+    with pytest.raises(ValueError, match="max_units"):
+        UniqueNames(max_units=31)
+
+
+def test_tagged_stems_are_short_readable_and_tell_their_identities_apart() -> None:
+    assert tagged_stem("ZUF6rFErzk2LMU4DvbtjDA", "ZUF6rFErzk2LMU4DvbtjDA", max_units=40, max_bytes=195) == (
+        "ZUF6rFErzk2LMU4DvbtjDA"
+    )
+    long_a, long_b = "a" * 100 + "1", "a" * 100 + "2"
+    tagged_a = tagged_stem(long_a, long_a, max_units=40, max_bytes=195)
+    tagged_b = tagged_stem(long_b, long_b, max_units=40, max_bytes=195)
+    assert tagged_a.startswith("a" * 27 + "~") and len(tagged_a) == 40 and tagged_a != tagged_b
+    assert tagged_stem(long_a, long_a, max_units=40, max_bytes=195) == tagged_a  # the same in every unit
+    assert len(tagged_stem("\u6f22" * 100, "x", max_units=190, max_bytes=60).encode()) <= 60
+    # A name kept as it is can never be taken for a tagged one, nor for a sibling ".yaml" file.
+    looks_tagged = "abc~0123456789AB"
+    assert tagged_stem(looks_tagged, looks_tagged, max_units=40, max_bytes=195) != looks_tagged
+    assert tagged_stem("x.YAML", "x.YAML", max_units=40, max_bytes=195, avoid_suffix=".yaml") != "x.YAML"
+    assert tagged_stem("x.yml", "x.yml", max_units=40, max_bytes=195, avoid_suffix=".yaml") == "x.yml"
 
 
 @pytest.mark.parametrize(
@@ -158,16 +228,20 @@ colliding_names = st.sampled_from(["a.txt", "A.TXT", "a (2).txt", "a (3).TXT", "
 
 
 @settings(max_examples=300)
-@given(st.lists(names | colliding_names, max_size=40), st.integers(min_value=32, max_value=255))
-def test_unique_names_never_collide(inputs: list[str], max_bytes: int) -> None:
-    names = UniqueNames(max_bytes=max_bytes)
+@given(
+    st.lists(names | colliding_names, max_size=40),
+    st.integers(min_value=32, max_value=255),
+    st.none() | st.integers(min_value=32, max_value=200),
+)
+def test_unique_names_never_collide(inputs: list[str], max_bytes: int, max_units: int | None) -> None:
+    names = UniqueNames(max_bytes=max_bytes, max_units=max_units)
     allocated = [names.allocate(name) for name in inputs]
     keys = [collision_key(unicodedata.normalize("NFC", name).casefold()) for name in allocated]
     assert len(set(keys)) == len(keys)
     # The brief's definition too: NFC + casefold.
     assert len({unicodedata.normalize("NFC", name).casefold() for name in allocated}) == len(allocated)
     for name in allocated:
-        assert_safe(name, max_bytes)
+        assert_safe(name, max_bytes, max_units)
 
 
 @pytest.mark.parametrize(
@@ -208,7 +282,7 @@ def test_safe_archive_paths(path: str) -> None:
     [
         "", "/", "/etc/passwd", "a/", "a//b", "./a", "a/./b", "a/../b", "..", "a/..", "a\\b", "C:x",
         "a/b\x00", "a/\x1f", "a/b\u202e", "a/\u2028", "a/x\ud800", "a/.. ", "a/b.", "a/b ", "CON",
-        "a/nul.txt", "a?", "x" * 256,
+        "a/nul.txt", "a?", "x" * 256, "a/COM0", "a/lpt0.txt", "a/COM\u00b9.log", "LPT\u00b3",
     ],
 )
 def test_unsafe_archive_paths(path: str) -> None:

@@ -19,7 +19,7 @@ from data_export.export.entries import ArchiveEntries
 from data_export.export.plan import record_stem
 from data_export.export.prefetch import READ_AHEAD, AssetPrefetcher
 from data_export.models import SectionReport
-from data_export.naming import UniqueNames
+from data_export.naming import MAX_PATH_UNITS, UniqueNames, tagged_stem, utf16_units
 from data_export.storage.layout import BINARY_FIELDS, asset_prefix
 from data_export.storage.objects import Asset
 from data_export.yaml_emit import dump_record
@@ -89,21 +89,72 @@ def _is_plain_key(key: str) -> bool:
     return True
 
 
+# Room kept for a binary's file name in the longest of a section's binary folders (UTF-16 code units): record
+# stems are shortened so that it is left, and a readable name with its extension fits in it.
+MIN_FILE_UNITS = 40
+# Record stems at most this many bytes, so that "<stem>.yaml" fits the 200 bytes of one component.
+_MAX_STEM_BYTES = 200 - len(".yaml")
+# Numbered names in the section folder (" (2)") may pass the stems' limit by this much.
+_NUMBER_UNITS = 5
+
+
 @dataclass
 class SectionFolder:
-    """Allocates safe, unique archive paths inside one section's folder."""
+    """Allocates safe, unique archive paths inside one section's folder.
+
+    Every path, with the archive's top folder before it (``place_under``), is at most MAX_PATH_UNITS UTF-16
+    code units: long file names are shortened keeping their extension (``UniqueNames``), and a record whose
+    id is too long gets a shortened stem tagged with a hash of its id (``naming.tagged_stem``), the same in
+    every unit of a chunked build, so that no unit needs to know the others' names."""
 
     key: str
     # Stems settled by the plan for records whose default name collides with another's (see export.plan).
     renamed: dict[str, str] = field(default_factory=dict)
-    names: UniqueNames = field(default_factory=UniqueNames)
-    subfolders: dict[str, UniqueNames] = field(default_factory=dict)
+    # UTF-16 code units for a path below the archive's top folder ("<section>/...").
+    room: int = MAX_PATH_UNITS
+    names: UniqueNames = field(init=False)
+    subfolders: dict[str, UniqueNames] = field(init=False, default_factory=dict)
+    stem_units: int = field(init=False)
+    _allocated: bool = field(init=False, default=False)
+    _last_stem: tuple[str | None, str] = field(init=False, default=(None, ""))
+
+    def __post_init__(self) -> None:
+        self._lay_out()
+
+    def place_under(self, top: str) -> None:
+        """Fit the paths below ``top/``, the archive's top folder; before any name is allocated."""
+        if self._allocated:
+            raise RuntimeError("place_under must come before any name is allocated")
+        self.room = MAX_PATH_UNITS - utf16_units(top) - 1
+        self._lay_out()
+
+    def _lay_out(self) -> None:
+        below = self.room - utf16_units(self.key) - 1  # after "<section>/"
+        stem_units = below - len(".yaml") - _NUMBER_UNITS
+        fields = BINARY_FIELDS.get(self.key, {})
+        if fields:
+            longest = max(utf16_units(name) for name in fields)
+            # "<stem>/<field>/<file>", the stem possibly numbered, and a file name of MIN_FILE_UNITS.
+            stem_units = min(stem_units, below - _NUMBER_UNITS - 1 - longest - 1 - MIN_FILE_UNITS)
+        if stem_units < 2 * _NUMBER_UNITS + 16:
+            raise ValueError(f"no room for the paths of section {self.key!r} within {self.room} units")
+        self.stem_units = stem_units
+        self.names = UniqueNames(max_units=stem_units + _NUMBER_UNITS)
 
     def _stem(self, record_id: str) -> str:
-        return self.renamed.get(record_id) or record_stem(record_id)
+        self._allocated = True
+        if self._last_stem[0] == record_id:  # a record's binaries' folder, then its YAML file
+            return self._last_stem[1]
+        stem = self.renamed.get(record_id) or record_stem(record_id)
+        stem = tagged_stem(
+            stem, record_id, max_units=self.stem_units, max_bytes=_MAX_STEM_BYTES, avoid_suffix=".yaml"
+        )
+        self._last_stem = (record_id, stem)
+        return stem
 
     def record_file(self, record_id: str) -> str:
         if self.key == "organization":
+            self._allocated = True
             return f"{self.key}/{self.names.allocate('organization.yaml')}"
         return f"{self.key}/{self.names.allocate(self._stem(record_id) + '.yaml')}"
 
@@ -111,7 +162,9 @@ class SectionFolder:
         return f"{self.key}/{self.names.allocate(self._stem(record_id))}"
 
     def binary_file(self, folder: str, filename: str) -> str:
-        names = self.subfolders.setdefault(folder, UniqueNames())
+        names = self.subfolders.get(folder)
+        if names is None:
+            names = self.subfolders[folder] = UniqueNames(max_units=self.room - utf16_units(folder) - 1)
         return f"{folder}/{names.allocate(filename)}"
 
 
@@ -196,11 +249,13 @@ def write_section(
     organization_id: str,
     read_ahead: int = READ_AHEAD,
 ) -> None:
-    """Write records (YAML) and their binaries under ``top/``, counting them in ``report``; ``on_record``
-    is told of each record once it is written. Binaries are read only under ``organization_id``'s prefix
-    (the others are refused, see ``asset_refusal``). Up to ``read_ahead`` asset reads are kept in flight
-    ahead of the writer (export.prefetch); 0 reads each asset when its turn comes."""
+    """Write records (YAML) and their binaries under ``top/`` (every path within MAX_PATH_UNITS UTF-16
+    units), counting them in ``report``; ``on_record`` is told of each record once it is written. Binaries
+    are read only under ``organization_id``'s prefix (the others are refused, see ``asset_refusal``). Up to
+    ``read_ahead`` asset reads are kept in flight ahead of the writer (export.prefetch); 0 reads each asset
+    when its turn comes."""
     open_owned = owned_assets(open_asset, organization_id)
+    folder.place_under(top)
 
     def write_asset(path: str, asset: Asset) -> None:
         entries.add_asset(f"{top}/{path}", asset)
