@@ -1,6 +1,7 @@
-"""Hostile record values, end to end: YAML injection attempts, YAML 1.1 look-alikes, invisible and control
-characters, a very long value and deep nesting are exported over HTTP and must read back from the archive
-with ``yaml.safe_load`` as exactly the values stored: strings stay strings and nothing becomes structure."""
+"""Hostile record values, end to end: YAML injection attempts, YAML 1.1 and 1.2 look-alikes, invisible and
+control characters, a very long value and deep nesting are exported over HTTP and must read back from the
+archive with ``yaml.safe_load`` (YAML 1.1) and ruamel.yaml (YAML 1.2) as exactly the values stored: strings
+stay strings and nothing becomes structure."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from data_export.ids import new_id
+from ruamel.yaml import YAML
 
 from tests.security.helpers import CREATED_AT, export, new_key, organization, seed
 
@@ -59,6 +61,9 @@ INJECTIONS = [
     "|\n  literal block",
     ">\n  folded block",
 ]
+# Signs, dots, underscores and digits: numbers to YAML 1.2 readers ("._0" is 0.0, "+_1" is 1; "._" and "+_"
+# make ruamel.yaml fail on the whole file) or to YAML 1.1's float pattern ("." and "+.").
+YAML_12_LOOKALIKES = ["._0", "+_1", "._", "+_", ".", "+.", "._e+1", "+._1", "0x_1", "1_000.5", ".0_1"]
 LONG_VALUE = "long " * 40_000  # 200 kB: well past any line length, under DynamoDB's 400 KB item limit
 
 
@@ -78,9 +83,9 @@ def exported(stack: Any, api_url: str, tmp_path_factory: pytest.TempPathFactory)
         "gtin": "00012345678905",
         "created_at": CREATED_AT,
         "description": LONG_VALUE,
-        "tags": INJECTIONS,
+        "tags": INJECTIONS + YAML_12_LOOKALIKES,
         "attributes": {
-            **{value: value for value in INJECTIONS},  # every injection as a key too
+            **{value: value for value in INJECTIONS + YAML_12_LOOKALIKES},  # every injection as a key too
             "nested": nested(60),
             "numbers": [0, -1, 2**63, 1.5, 1e-300, True, False, None],
         },
@@ -106,6 +111,15 @@ def test_product_reads_back_exactly(exported: dict[str, Any]) -> None:
     assert record == exported["product"]
     assert all(type(value) is str for value in record["tags"])
     assert list(record["attributes"]) == list(exported["product"]["attributes"])  # key order kept
+
+
+def test_yaml_1_2_readers_read_every_file_the_same(exported: dict[str, Any]) -> None:
+    product = f"{exported['top']}/products/{exported['product']['id']}.yaml"
+    for name, document in exported["files"].items():
+        if name.endswith(".yaml"):
+            # A new loader per file: ruamel.yaml's keep state between loads.
+            assert YAML(typ="safe", pure=True).load(document) == load(document), name
+    assert YAML(typ="safe", pure=True).load(exported["files"][product]) == exported["product"]
 
 
 def test_organization_and_manifest_read_back_exactly(exported: dict[str, Any]) -> None:
