@@ -93,7 +93,9 @@ def check(paths: list[tuple[str, str | None]]) -> None:
             assert path.endswith(extension), (path, asked)
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 @given(
     slug=slugs,
     section=st.sampled_from(SECTIONS),

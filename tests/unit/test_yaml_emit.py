@@ -109,13 +109,13 @@ def assert_round_trips(document: bytes, expected: Any) -> None:
             raise AssertionError(f"{name}: {error}") from error
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(keys, json_values, max_size=8))
 def test_records_round_trip(record: dict[str, Any]) -> None:
     assert_round_trips(dump_record(record), record)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_documents_of_any_shape_round_trip(value: Any) -> None:
     assert_round_trips(dump_document(value), value)
