@@ -561,15 +561,14 @@ def run_steps(
     unit_bytes: list[int] = []
     with measured(moto) as total:
         with measured(moto) as plan:
-            units = stack.invoke("ExportPlanFunction", plan_event)["units"]
+            units = stack.invoke("ExportPlanFunction", plan_event)["unit_indexes"]  # the plan is in S3
         for unit in units:
             with measured(moto) as span:
-                event = step_event(shape, job.job_id, unit=unit)
+                event = step_event(shape, job.job_id, unit_index=unit)
                 unit_bytes.append(stack.invoke("ExportBuildUnitFunction", event)["size"])
             unit_spans.append(span)
         with measured(moto) as assemble:
-            unit_ids = [{"unit_id": unit["unit_id"]} for unit in units]
-            stack.invoke("ExportAssembleFunction", step_event(shape, job.job_id, units=unit_ids))
+            stack.invoke("ExportAssembleFunction", step_event(shape, job.job_id))
     spans = [plan, *unit_spans, assemble]
     total.builder_peak_mib = max(span.builder_peak_mib for span in spans)
     total.moto_peak_mib = max(span.moto_peak_mib for span in spans)

@@ -49,30 +49,34 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
         target_bytes=request.chunk_target_bytes,
         max_records=request.chunk_max_records,
     )
-    return {"units": [unit.to_json() for unit in units]}
+    # The plan is in S3: the state machine carries only the unit indexes its Map iterates over (at most
+    # plan.MAX_UNITS small numbers), so no payload grows with the organization.
+    return {"units_total": len(units), "unit_indexes": list(range(len(units)))}
 
 
 @step
 def build_unit(event: dict[str, Any]) -> dict[str, Any]:
-    from data_export.export.plan import WorkUnit  # loaded by the build anyway; plan and fail do not need it
-
     request = BuildUnitInput.model_validate(event)
-    unit = WorkUnit.from_json(request.unit)
-    index = wiring.chunked_export().build_unit(request.organization_id, request.job_id, request.run_id, unit)
+    chunked = wiring.chunked_export()
+    unit = chunked.planned_unit(request.organization_id, request.job_id, request.run_id, request.unit_index)
+    index = chunked.build_unit(request.organization_id, request.job_id, request.run_id, unit)
     return {"unit_id": index.unit_id, "size": index.size}
 
 
 @step
 def assemble(event: dict[str, Any]) -> dict[str, Any]:
     request = AssembleInput.model_validate(event)
-    unit_ids = [str(unit["unit_id"]) for unit in request.units]
-    job = wiring.chunked_export().assemble(request.organization_id, request.job_id, request.run_id, unit_ids)
+    chunked = wiring.chunked_export()
+    unit_ids = chunked.planned_unit_ids(request.organization_id, request.job_id, request.run_id)
+    job = chunked.assemble(request.organization_id, request.job_id, request.run_id, unit_ids)
     return {"status": job.status.value, "file_size_bytes": job.file_size_bytes}
 
 
 @step
 def fail(event: dict[str, Any]) -> dict[str, Any]:
     request = FailInput.model_validate(event)
-    message = request.message()
-    wiring.chunked_export().fail(request.organization_id, request.job_id, request.run_id, message)
-    return {"status": "failed", "error": message}
+    code = request.error_code()
+    wiring.chunked_export().fail(
+        request.organization_id, request.job_id, request.run_id, request.message(), code
+    )
+    return {"status": "failed", "error_code": code.value}

@@ -77,17 +77,18 @@ def test_step_events_drive_a_whole_chunked_build(stack: Any) -> None:
     with pytest.raises(JobOwnershipLostError):  # no such job yet
         stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))
     create_job(ACME, job_id=SAMPLE_JOB)
-    units = stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))["units"]
-    sample_unit = load("export_steps_build_unit.json")["unit"]
-    assert units[0] == sample_unit
-    with pytest.raises(Exception, match="units built"):  # the sample lists one unit: never a partial archive
+    plan = stack.invoke("ExportPlanFunction", load("export_steps_plan.json"))
+    assert plan["unit_indexes"] == list(range(plan["units_total"]))  # the units themselves are in S3
+    assert load("export_steps_build_unit.json")["unit_index"] == 0
+    with pytest.raises(Exception, match="units built"):  # no unit built yet: never a partial archive
         stack.invoke("ExportAssembleFunction", load("export_steps_assemble.json"))
-    for unit in units:
+    unit_ids = wiring.chunked_export().planned_unit_ids(ACME, SAMPLE_JOB, SAMPLE_JOB)
+    for index in plan["unit_indexes"]:
         built = stack.invoke(
-            "ExportBuildUnitFunction", {**load("export_steps_build_unit.json"), "unit": unit}
+            "ExportBuildUnitFunction", {**load("export_steps_build_unit.json"), "unit_index": index}
         )
-        assert built["unit_id"] == unit["unit_id"] and built["size"] > 0
-    result = stack.invoke("ExportAssembleFunction", {**load("export_steps_assemble.json"), "units": units})
+        assert built["unit_id"] == unit_ids[index] and built["size"] > 0
+    result = stack.invoke("ExportAssembleFunction", load("export_steps_assemble.json"))
     assert result["status"] == "completed" and result["file_size_bytes"] > 7_000_000
     assert wiring.export_service().get(ACME, SAMPLE_JOB).status is JobStatus.COMPLETED
     # The fail sample on a finished job changes nothing.

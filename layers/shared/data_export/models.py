@@ -148,11 +148,13 @@ class PlanInput(StepInput):
 
 
 class BuildUnitInput(StepInput):
-    unit: dict[str, Any]
+    """One unit of the run's plan, by its index: the plan itself stays in S3 (ChunkedExport.plan_key)."""
+
+    unit_index: int = Field(ge=0)
 
 
 class AssembleInput(StepInput):
-    units: list[dict[str, Any]]
+    """Assemble reads the run's unit ids from its plan in S3."""
 
 
 class FailInput(StepInput):

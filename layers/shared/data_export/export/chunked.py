@@ -44,7 +44,7 @@ from data_export.export.builder import (
     utcnow,
 )
 from data_export.export.entries import ArchiveFile, open_entries
-from data_export.export.plan import WorkUnit, plan_units, unit_totals
+from data_export.export.plan import MAX_UNITS, WorkUnit, plan_units, unit_totals
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.jobs import Job
 from data_export.models import SECTION_KEYS, ArchiveFormat, JobStatus, SectionReport
@@ -98,10 +98,27 @@ class ChunkedExport:
     def _index_key(self, job: Job, run_id: str, unit_id: str) -> str:
         return f"{self.run_prefix(job, run_id)}{unit_id}.index.json"
 
+    @staticmethod
+    def plan_key(organization_id: str, job_id: str, run_id: str, unit_index: int | None = None) -> str:
+        """The plan of a run, beside its units: ``plan.json`` (the unit ids in archive order) and one
+        ``plan/<index>.json`` per unit. The state machine carries only unit indexes (its payloads are
+        capped at 256 KiB, whatever the organization's size), and each step reads what it needs here."""
+        prefix = f"{temporary_prefix(organization_id, job_id)}{run_id}/"
+        return f"{prefix}plan.json" if unit_index is None else f"{prefix}plan/{unit_index:05d}.json"
+
     # -- steps ---------------------------------------------------------------------------------------
     def plan(
-        self, organization_id: str, job_id: str, run_id: str, *, target_bytes: int, max_records: int
+        self,
+        organization_id: str,
+        job_id: str,
+        run_id: str,
+        *,
+        target_bytes: int,
+        max_records: int,
+        max_units: int = MAX_UNITS,
     ) -> list[WorkUnit]:
+        """Claim the job for the run, cut it into at most ``max_units`` units and store the plan in S3
+        (``plan_key``); returns the units."""
         job = self._job(organization_id, job_id)
         if job.attempt_id != run_id:
             now = self.clock()
@@ -111,7 +128,15 @@ class ChunkedExport:
         sections = {
             key: iter_section(self.org_data, self.api_keys, organization_id, key) for key in SECTION_KEYS
         }
-        units = plan_units(sections, target_bytes=target_bytes, max_records=max_records)
+        units = plan_units(sections, target_bytes=target_bytes, max_records=max_records, max_units=max_units)
+        for index, unit in enumerate(units):
+            self.exports.put_bytes(
+                self.plan_key(organization_id, job_id, run_id, index), json.dumps(unit.to_json()).encode()
+            )
+        unit_ids = [unit.unit_id for unit in units]
+        self.exports.put_bytes(
+            self.plan_key(organization_id, job_id, run_id), json.dumps({"unit_ids": unit_ids}).encode()
+        )
         reports = [SectionReport(key=key) for key in SECTION_KEYS]
         totals = unit_totals(units)
         if not self.jobs.save_progress(
@@ -127,6 +152,24 @@ class ChunkedExport:
             raise JobOwnershipLostError(f"job {job_id} is owned by another run")
         logger.info("Export planned", extra={"job_id": job_id, "units": len(units)})
         return units
+
+    def planned_unit(self, organization_id: str, job_id: str, run_id: str, unit_index: int) -> WorkUnit:
+        """The run's unit at that index of its plan."""
+        data = self._plan_object(organization_id, job_id, run_id, unit_index)
+        return WorkUnit.from_json(json.loads(data))
+
+    def planned_unit_ids(self, organization_id: str, job_id: str, run_id: str) -> list[str]:
+        """The ids of the run's planned units, in archive order."""
+        data = self._plan_object(organization_id, job_id, run_id, None)
+        return [str(unit_id) for unit_id in json.loads(data)["unit_ids"]]
+
+    def _plan_object(self, organization_id: str, job_id: str, run_id: str, unit_index: int | None) -> bytes:
+        try:
+            return self.exports.get_bytes(self.plan_key(organization_id, job_id, run_id, unit_index))
+        except Exception:
+            # Gone with the run's temporary objects (a cancel, a takeover): say so rather than NoSuchKey.
+            self._owned_job(organization_id, job_id, run_id)
+            raise
 
     def build_unit(self, organization_id: str, job_id: str, run_id: str, unit: WorkUnit) -> UnitIndex:
         job = self._owned_job(organization_id, job_id, run_id)

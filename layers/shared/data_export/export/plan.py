@@ -18,6 +18,14 @@ from data_export.storage.layout import BINARY_FIELDS
 
 UNSPLIT_SECTIONS = frozenset({"organization", "api_keys"})
 
+# Units of one export at most. Step Functions keeps at most 25,000 events in an execution's history, and
+# the Map runs INLINE: a unit costs 7 events, plus 3 for each failed attempt its Retry allows (10 throttled
+# + 5 transient), so 52 at worst; 450 units make at most 23,400, and the rest of the execution (Plan,
+# Assemble or Fail, each with its own retries) fits in what remains. A bigger export gets bigger units
+# (docs/scaling.md, "Limits of one execution"; tests/integration/test_plan_payload.py checks this
+# arithmetic against the template and moto's engine).
+MAX_UNITS = 450
+
 
 @dataclass(frozen=True)
 class WorkUnit:
@@ -139,20 +147,68 @@ def plan_section(
 
 
 def plan_units(
-    sections: Mapping[str, Iterable[dict[str, Any]]], *, target_bytes: int, max_records: int
+    sections: Mapping[str, Iterable[dict[str, Any]]],
+    *,
+    target_bytes: int,
+    max_records: int,
+    max_units: int = MAX_UNITS,
 ) -> list[WorkUnit]:
-    """Units for every section, in archive order (a section without records has none)."""
-    units: list[WorkUnit] = []
+    """Units for every section, in archive order (a section without records has none); never more than
+    ``max_units``: when the target size makes more, neighbouring units of a section are merged."""
+    per_section: list[list[WorkUnit]] = []
     for index, section in enumerate(SECTION_KEYS):
         # API keys come from another table's index and the profile is one record: never split them.
         whole = section in UNSPLIT_SECTIONS
-        units.extend(
-            plan_section(
-                section,
-                index,
-                sections[section],
-                target_bytes=2**62 if whole else target_bytes,
-                max_records=2**62 if whole else max_records,
+        per_section.append(
+            list(
+                plan_section(
+                    section,
+                    index,
+                    sections[section],
+                    target_bytes=2**62 if whole else target_bytes,
+                    max_records=2**62 if whole else max_records,
+                )
             )
         )
-    return units
+    factor = merge_factor([len(units) for units in per_section], max_units)
+    return [unit for units in per_section for unit in merge_units(units, factor)]
+
+
+def merge_factor(section_units: list[int], max_units: int) -> int:
+    """The smallest k such that merging every k neighbouring units of each section leaves at most
+    ``max_units`` units in all (1: no merging)."""
+    sections = sum(1 for count in section_units if count)
+    if sections > max_units:
+        raise ValueError(f"{max_units} units cannot hold {sections} sections")
+    total = sum(section_units)
+    factor = max(1, -(-total // max_units))
+    while sum(-(-count // factor) for count in section_units) > max_units:
+        factor += 1
+    return factor
+
+
+def merge_units(units: list[WorkUnit], factor: int) -> list[WorkUnit]:
+    """One section's units (in order), every ``factor`` neighbours merged into one contiguous range."""
+    if factor <= 1 or len(units) <= 1:
+        return units
+    groups = [units[start : start + factor] for start in range(0, len(units), factor)]
+    whole_section = len(groups) == 1
+    section = units[0].section
+    section_index = SECTION_KEYS.index(section)
+    merged: list[WorkUnit] = []
+    for index, group in enumerate(groups):
+        names: dict[str, str] = {}
+        for unit in group:
+            names.update(unit.names)
+        merged.append(
+            WorkUnit(
+                unit_name(section_index, section, index),
+                section,
+                None if whole_section else group[0].first,
+                None if whole_section else group[-1].last,
+                sum(unit.records for unit in group),
+                sum(unit.estimated_bytes for unit in group),
+                names,
+            )
+        )
+    return merged
