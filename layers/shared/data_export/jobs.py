@@ -57,6 +57,12 @@ class Job(BaseModel):
     # Present only while the job is pending or processing: the sparse index the sweeper reads.
     open_marker: str | None = OPEN_MARKER
     requeued: int = 0
+    # A pending job's last sign of life: when a worker last handled its request (a big export waiting for an
+    # execution slot is handled again every ADMISSION_RETRY_SECONDS) or the sweeper queued it again.
+    last_seen_at: datetime | None = None
+    # The worker found it too big for the fast path: it is built by Step Functions (redeliveries skip
+    # measuring it again).
+    chunked: bool = False
     expires_ttl: int
 
     @classmethod

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from functools import cache
 
 MIB = 1024 * 1024
+# Units one execution builds at once: the BuildUnits Map's MaxConcurrency in template.yaml (a test keeps
+# the two equal).
+UNITS_AT_ONCE = 16
 
 
 def _int(name: str, default: int) -> int:
@@ -48,8 +51,22 @@ class Settings:
     state_machine_arn: str = ""
     # A Step Functions run holds its job this long (its execution timeout), then a sweeper may take it back.
     execution_lease_seconds: int = 7200
-    # A job still pending after this long lost its queue message: it is queued again once, then failed.
+    # A pending job that no worker has handled for this long may have lost its queue message: the sweeper
+    # queues it again, and fails it only once the queue holds no message that could still be its own.
     pending_grace_seconds: int = 900
+    # Unit builds of all big exports at once (ExportBuildUnitFunction's reserved concurrency): executions are
+    # admitted only while each can run UNITS_AT_ONCE units without being throttled (see execution_slots).
+    max_concurrent_unit_builds: int = 32
+    # A big export that finds no free execution slot goes back to the queue for this long (SQS: 900 at most).
+    admission_retry_seconds: int = 60
+
+    @property
+    def execution_slots(self) -> int:
+        """Big exports that may run at once: UNITS_AT_ONCE x slots never exceeds the unit builders'
+        concurrency (one slot at least; 0 builds turns admission control off)."""
+        if self.max_concurrent_unit_builds <= 0:
+            return 0
+        return max(1, self.max_concurrent_unit_builds // UNITS_AT_ONCE)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -77,6 +94,8 @@ class Settings:
             state_machine_arn=env.get("EXPORT_STATE_MACHINE_ARN", ""),
             execution_lease_seconds=_int("EXECUTION_LEASE_SECONDS", 7200),
             pending_grace_seconds=_int("PENDING_GRACE_SECONDS", 900),
+            max_concurrent_unit_builds=_int("MAX_CONCURRENT_UNIT_BUILDS", 32),
+            admission_retry_seconds=min(max(_int("ADMISSION_RETRY_SECONDS", 60), 0), 900),
         )
 
 

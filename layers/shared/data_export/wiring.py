@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from data_export.settings import get_settings
 
 if TYPE_CHECKING:
+    from data_export.export.admission import Admission
     from data_export.export.builder import ExportBuilder
     from data_export.export.chunked import ChunkedExport
     from data_export.export.dispatch import ExportDispatcher
@@ -137,15 +138,36 @@ def chunked_export() -> ChunkedExport:
         assets=builder.assets,
         exports=builder.exports,
         settings=builder.settings,
+        admission=admission(),
     )
 
 
 @cache
 def dispatcher() -> ExportDispatcher:
     from data_export.export.dispatch import ExportDispatcher
+    from data_export.storage.queue import ExportQueue
 
+    settings = get_settings()
     return ExportDispatcher(
-        builder=export_builder(), stepfunctions=client("stepfunctions"), settings=get_settings()
+        builder=export_builder(),
+        stepfunctions=client("stepfunctions"),
+        settings=settings,
+        admission=admission() if settings.state_machine_arn else None,
+        queue=ExportQueue(client("sqs"), settings.export_queue_url),
+    )
+
+
+@cache
+def admission() -> Admission:
+    """Execution slots of big exports (taken by the worker, given back by the steps, reclaimed by both)."""
+    from data_export.export.admission import Admission
+    from data_export.storage.slots import ExecutionSlots
+
+    settings = get_settings()
+    return Admission(
+        slots=ExecutionSlots(client("dynamodb"), settings.jobs_table),
+        stepfunctions=client("stepfunctions"),
+        state_machine_arn=settings.state_machine_arn,
     )
 
 
@@ -161,6 +183,7 @@ def sweeper() -> JobSweeper:
         exports=builder.exports,
         stepfunctions=client("stepfunctions"),
         settings=settings,
+        admission=admission(),
     )
 
 
@@ -177,6 +200,7 @@ def reset() -> None:
         export_builder,
         chunked_export,
         dispatcher,
+        admission,
         sweeper,
         get_settings,
     ):

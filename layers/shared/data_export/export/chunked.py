@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
@@ -54,6 +54,9 @@ from data_export.storage.jobs import JobRepository
 from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import AssetStore, ExportStore
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository, iter_section
+
+if TYPE_CHECKING:
+    from data_export.export.admission import Admission
 
 logger = Logger(child=True)
 
@@ -86,6 +89,8 @@ class ChunkedExport:
     exports: ExportStore
     settings: Settings
     clock: Callable[[], datetime] = utcnow
+    # Execution slots: the run's slot is given back once its units are done (Assemble) or it failed.
+    admission: Admission | None = None
 
     # -- keys ----------------------------------------------------------------------------------------
     @staticmethod
@@ -253,6 +258,8 @@ class ChunkedExport:
         than the step running out of time."""
         if deadline is None:
             deadline = time.monotonic() + ASSEMBLE_BUDGET_SECONDS
+        if self.admission is not None:  # the Map is over: its unit builders are free for another export
+            self.admission.release(job_id)
         job = self._owned_job(organization_id, job_id, run_id)
         if len(unit_ids) != job.units_total or set(unit_ids) != job.units_done:
             # Never complete an archive that lacks a planned unit, whatever the caller passes.
@@ -298,8 +305,15 @@ class ChunkedExport:
         return job
 
     def fail(self, organization_id: str, job_id: str, run_id: str, message: str) -> None:
+        if self.admission is not None:
+            self.admission.release(job_id)
         job = self.jobs.get(organization_id, job_id)
         if job is None:
+            return
+        if job.status is JobStatus.COMPLETED and job.attempt_id == run_id:
+            # This run completed it (Assemble's answer was lost, and its retry found the job finished): keep
+            # the archive, remove only what is left of the run's temporary objects.
+            self.exports.discard(self.run_prefix(job, run_id))
             return
         for section in job.sections:
             if section.status is not JobStatus.COMPLETED:
@@ -308,7 +322,8 @@ class ChunkedExport:
         # job is failed, so it removes what it wrote; what units wrote before is removed here.
         self.jobs.finish(
             job,
-            attempt_id=run_id,
+            # Pending: the run failed before claiming it (in Plan), and no other build will take it.
+            attempt_id=None if job.status is JobStatus.PENDING else run_id,
             status=JobStatus.FAILED,
             sections=job.sections,
             completed_at=self.clock(),

@@ -1,6 +1,8 @@
 """No export stays stuck: a scheduled sweep finds jobs that stopped making progress and either resumes
-them (a pending job whose queue message was lost is queued once more) or fails them with a reason and
-cleans up after them. The dead-letter consumer does the same for a request that failed repeatedly."""
+them (a pending job whose queue message may be lost is queued again) or fails them with a reason and
+cleans up after them; it also frees the execution slots of executions that ended. A pending job is failed
+only when the queue holds no message that could be its request. The dead-letter consumer fails the job of a
+request that failed repeatedly."""
 
 from __future__ import annotations
 
@@ -23,6 +25,8 @@ from data_export.storage.queue import ExportQueue
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from data_export.export.admission import Admission
+
 logger = Logger(child=True)
 
 NEVER_STARTED = "The export was never started (its request was lost); please request it again"
@@ -35,6 +39,7 @@ class SweepReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     alive: int = 0
+    reclaimed: list[str] = field(default_factory=list)  # jobs whose execution slot was freed
 
 
 @dataclass
@@ -45,30 +50,65 @@ class JobSweeper:
     stepfunctions: SFNClient
     settings: Settings
     clock: Callable[[], datetime] = utcnow
+    admission: Admission | None = None  # reclaims the slots of executions that ended
 
     def sweep(self) -> SweepReport:
         report = SweepReport()
         now = self.clock()
+        # Counted before the jobs are read: a job found pending below was pending then too, so a queue
+        # empty then held none of its requests, neither waiting nor being handled.
+        queued = self.queue.depth()
         for job in self.jobs.iter_open():
             if job.status is JobStatus.PENDING:
-                if (now - job.created_at).total_seconds() < self.settings.pending_grace_seconds:
-                    report.alive += 1
-                elif job.requeued == 0 and self.jobs.mark_requeued(job):
-                    self.queue.send(
-                        ExportRequestMessage(organization_id=job.organization_id, job_id=job.job_id)
-                    )
+                outcome = self._sweep_pending(job, now, queued)
+                if outcome == "requeued":
                     report.requeued.append(job.job_id)
-                elif self._fail(job, now, NEVER_STARTED):
+                elif outcome == "failed":
                     report.failed.append(job.job_id)
+                else:
+                    report.alive += 1
             elif self._is_alive(job, now):
                 report.alive += 1
             elif self._fail(job, now, INTERRUPTED):
                 report.failed.append(job.job_id)
+        if self.admission is not None:
+            report.reclaimed = self.admission.reclaim(int(now.timestamp()))
         if report.requeued or report.failed:
             logger.warning(
-                "Stuck exports handled", extra={"requeued": report.requeued, "failed": report.failed}
+                "Stuck exports handled",
+                extra={"requeued": report.requeued, "failed": report.failed, "queued": queued},
             )
         return report
+
+    def _sweep_pending(self, job: Job, now: datetime, queued: int | None) -> str:
+        """A pending job: "alive" while it shows signs of life, "requeued" when its request may be lost,
+        "failed" once it surely is. Never failed while the queue may still hold its request."""
+        last_sign = max(job.created_at, job.last_seen_at or job.created_at)
+        if (now - last_sign).total_seconds() < self.settings.pending_grace_seconds:
+            return "alive"  # created, handled by a worker (waiting for a slot) or queued again lately
+        if job.chunked and self.settings.state_machine_arn:
+            status = self._execution_status(job.job_id)
+            if status == "RUNNING":
+                return "alive"  # its execution has not claimed it yet (Plan waiting out throttles)
+            if status is not None:  # its execution ended without ever claiming it
+                return "failed" if self._fail(job, now, INTERRUPTED) else "alive"
+        if job.requeued == 0 or queued is None or queued > 0:
+            # Its request may be lost, or still be waiting behind others: queue it again. A duplicate
+            # request is harmless (claims are conditional, the execution is named after the job).
+            if not self.jobs.mark_requeued(job, now=now):
+                return "alive"  # it moved on meanwhile, or another sweep queued it
+            self.queue.send(ExportRequestMessage(organization_id=job.organization_id, job_id=job.job_id))
+            return "requeued"
+        # Queued again a grace period ago, handled by no worker since, and the queue holds no message at all
+        # (waiting, delayed or in flight): both requests are gone.
+        return "failed" if self._fail(job, now, NEVER_STARTED) else "alive"
+
+    def _execution_status(self, name: str) -> str | None:
+        arn = f"{self.settings.state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        try:
+            return self.stepfunctions.describe_execution(executionArn=arn)["status"]
+        except self.stepfunctions.exceptions.ExecutionDoesNotExist:
+            return None
 
     def fail_dead_letter(self, organization_id: str, job_id: str) -> bool:
         """A request the worker failed on repeatedly: fail its job unless a live build owns it."""

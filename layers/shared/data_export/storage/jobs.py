@@ -324,13 +324,23 @@ class JobRepository:
             for item in page["Items"]:
                 yield Job.model_validate(from_item(item))
 
-    def mark_requeued(self, job: Job) -> bool:
-        """Record that a lost pending job was queued again (once)."""
+    def mark_requeued(self, job: Job, *, now: datetime) -> bool:
+        """Record that a pending job was queued again (once per count seen: racing sweeps queue it once)."""
         return self._update(
             job,
-            {"requeued": job.requeued + 1},
+            {"requeued": job.requeued + 1, "last_seen_at": now.isoformat()},
             "#status = :pending AND #requeued = :seen",
             {":pending": JobStatus.PENDING.value, ":seen": job.requeued},
+        )
+
+    def mark_seen(self, job: Job, *, now: datetime, chunked: bool) -> bool:
+        """Record that a worker handled the pending job's request (its sign of life for the sweeper), and
+        whether it is built by Step Functions. False when the job is no longer pending."""
+        return self._update(
+            job,
+            {"last_seen_at": now.isoformat(), "chunked": chunked},
+            "#status = :pending",
+            {":pending": JobStatus.PENDING.value},
         )
 
     def fail_abandoned(self, job: Job, *, now: datetime, sections: list[SectionReport], error: str) -> bool:
