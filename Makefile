@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: install tools demo serve test test-fast bench bench-quick bench-scale bench-load openapi clean
+.PHONY: install tools demo serve test test-fast bench bench-quick bench-scale bench-load openapi iam-proofs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,14 @@ bench-scale: install
 
 bench-load: install
 	$(BIN)/python -m benchmarks.load
+
+# For every action the template grants, the quickest test that uses it (tests/infra/iam-proofs.json): the
+# integration, end-to-end and security tests run once recording what each was allowed.
+iam-proofs: install
+	rm -rf .iam-trace && mkdir -p .iam-trace
+	DATA_EXPORT_IAM_TRACE=$(CURDIR)/.iam-trace $(BIN)/pytest -n 2 --dist worksteal -q -m 'not scale' \
+	  tests/integration tests/e2e tests/security
+	$(BIN)/python -m tests.infra.iam_proofs .iam-trace
 
 openapi: install
 	$(BIN)/data-export openapi --output docs/openapi.json

@@ -18,10 +18,19 @@ AUTH_FIXTURE = REPO / "tests" / "e2e" / "auth-cases.yaml"
 def stack() -> Iterator[Any]:
     from data_export.settings import get_settings
     from data_export_cli.seed import seed_file
-    from data_export_cli.stack import LocalStack
+    from data_export_cli.stack import GrantRef, LocalStack
 
+    # The least-privilege test (tests/infra/test_least_privilege.py) runs a test in a pytest of its own
+    # with one granted action taken out, and reads the denials the stack logs.
+    without = os.environ.get("DATA_EXPORT_IAM_WITHOUT")
+    denial_log = os.environ.get("DATA_EXPORT_IAM_DENIAL_LOG")
     # 5 MiB parts (S3's minimum) so that the example's ~7.8 MB archive spans two parts.
-    local = LocalStack(extra_environment={"EXPORT_PART_SIZE_BYTES": str(5 * 1024 * 1024)}).start()
+    local = LocalStack(
+        extra_environment={"EXPORT_PART_SIZE_BYTES": str(5 * 1024 * 1024)},
+        without_grant=GrantRef.parse(without) if without else None,
+        denial_log=Path(denial_log) if denial_log else None,
+    ).start()
+    _iam_trace.stack = local
     for fixture in (EXAMPLE_FIXTURE, AUTH_FIXTURE):
         seed_file(
             fixture,
@@ -55,3 +64,41 @@ def example() -> Any:
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "data-export")
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "DataExport")
+
+
+class _IamTrace:
+    """With DATA_EXPORT_IAM_TRACE=DIR, records which (role, action, resource) each test's calls were allowed,
+    one JSON file per pytest process: `python -m tests.infra.iam_proofs` turns them into the proofs file."""
+
+    def __init__(self) -> None:
+        self.stack: Any = None
+        self.directory = os.environ.get("DATA_EXPORT_IAM_TRACE")
+        self.tests: dict[str, dict[str, Any]] = {}
+
+
+_iam_trace = _IamTrace()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    import time
+
+    if _iam_trace.directory and _iam_trace.stack is not None:
+        _iam_trace.stack.grants_used.clear()
+    started = time.monotonic()
+    yield
+    if _iam_trace.directory and _iam_trace.stack is not None:
+        _iam_trace.tests[item.nodeid] = {
+            "seconds": time.monotonic() - started,
+            "grants": sorted(
+                str(ref) for ref in _iam_trace.stack.grant_refs(_iam_trace.stack.grants_used.copy())
+            ),
+        }
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if _iam_trace.directory and _iam_trace.tests:
+        import json
+
+        path = Path(_iam_trace.directory) / f"trace-{os.getpid()}.json"
+        path.write_text(json.dumps(_iam_trace.tests), encoding="utf-8")

@@ -8,6 +8,8 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
+from tests.credentials import test_credentials
+
 
 def own_s3(bucket: str) -> Iterator[Any]:
     """Yields an S3 client of a fresh moto server holding ``bucket``; stops the server after."""
@@ -18,8 +20,8 @@ def own_s3(bucket: str) -> Iterator[Any]:
         "s3",
         endpoint_url=f"http://{host}:{port}",
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        # moto's IAM checks are the process's: where a local stack enforces them, its admin signs
+        **test_credentials(),
     )
     client.create_bucket(Bucket=bucket)
     try:

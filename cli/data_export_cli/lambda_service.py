@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 InvokeFunction = Callable[[str, Any], Any]  # (function name, decoded JSON payload) -> JSON-able result
+# (caller's access key id or None, function name) -> may it invoke? Lambda checks lambda:InvokeFunction.
+AuthorizeInvoke = Callable[[str | None, str], bool]
+_ACCESS_KEY = re.compile(r"Credential=([^/,\s]+)/")
 
 LOGGER = logging.getLogger(__name__)
 _INVOKE_PATH = re.compile(r"^/2015-03-31/functions/(?P<function>[^/]+)/invocations$")
@@ -64,9 +67,15 @@ def enable_stepfunctions_execution(moto_endpoint: str) -> None:
 
 class LambdaService:
     def __init__(
-        self, invoke: InvokeFunction, moto_endpoint: str, host: str = "127.0.0.1", port: int = 0
+        self,
+        invoke: InvokeFunction,
+        moto_endpoint: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        authorize: AuthorizeInvoke | None = None,
     ) -> None:
         self._invoke = invoke
+        self._authorize = authorize
         upstream = urlsplit(moto_endpoint)
         if upstream.scheme != "http" or not upstream.hostname:
             raise ValueError(f"moto endpoint must be an http:// URL, not {moto_endpoint!r}")
@@ -108,12 +117,22 @@ class LambdaService:
 
     # -- Invoke ------------------------------------------------------------------------------------
     def invoke(
-        self, function: str, payload: bytes, invocation_type: str = "RequestResponse"
+        self,
+        function: str,
+        payload: bytes,
+        invocation_type: str = "RequestResponse",
+        access_key_id: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """Lambda's answer to an ``Invoke`` call: (status, headers, body)."""
         request_id = str(uuid.uuid4())
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
         name = function_name(function)
+        if self._authorize is not None and not self._authorize(access_key_id, name):
+            return _error(
+                403,
+                "AccessDeniedException",
+                f"User is not authorized to perform: lambda:InvokeFunction on resource: {function}",
+            )
         try:
             event = json.loads(payload) if payload.strip() else {}
         except ValueError as exc:
@@ -170,7 +189,10 @@ class LambdaService:
             def _serve_invoke(self, function: str) -> None:
                 body = b"".join(_request_body(self))
                 invocation_type = self.headers.get("X-Amz-Invocation-Type") or "RequestResponse"
-                status, headers, payload = service.invoke(function, body, invocation_type)
+                signed = _ACCESS_KEY.search(self.headers.get("Authorization") or "")
+                status, headers, payload = service.invoke(
+                    function, body, invocation_type, signed.group(1) if signed else None
+                )
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)

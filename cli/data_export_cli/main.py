@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import signal
 import sys
 import threading
@@ -38,6 +39,16 @@ def _start_stack(seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0)
     return stack
 
 
+def admin_environment(stack: Any) -> list[str]:
+    """Shell-ready ``NAME=value`` lines for the local admin identity."""
+    values = {
+        "AWS_ENDPOINT_URL": stack.endpoint_url,
+        **stack.admin_credentials,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return [f"{name}={shlex.quote(value)}" for name, value in values.items()]
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from data_export_cli.gateway import ApiGateway
     from data_export_cli.worker import QueuePoller, Scheduler
@@ -52,7 +63,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"API:  {gateway.url}/dashboard/api/v1/data-export/{{organization_id}}", file=sys.stderr)
     print(f'Page: {gateway.url}/  (the "Export your data" page)', file=sys.stderr)
     print(f"AWS (moto): {stack.endpoint_url}", file=sys.stderr)
-    print(json.dumps({"api_url": gateway.url, "aws_endpoint_url": stack.endpoint_url}), flush=True)
+    if stack.admin_credentials:
+        # IAM is enforced: the functions have their roles; people inspect the stack as the admin user.
+        print("AWS CLI and boto3 as the local admin (paste into a shell):", file=sys.stderr)
+        for line in admin_environment(stack):
+            print(f"  export {line}", file=sys.stderr)
+    ready = {"api_url": gateway.url, "aws_endpoint_url": stack.endpoint_url}
+    ready.update({name.lower(): value for name, value in stack.admin_credentials.items()})
+    print(json.dumps(ready), flush=True)
     stopped.wait()
     print("stopping", file=sys.stderr)
     scheduler.stop()

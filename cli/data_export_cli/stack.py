@@ -12,10 +12,13 @@ import os
 import re
 import threading
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from botocore.credentials import ReadOnlyCredentials
 
 from data_export_cli.template import TEMPLATE_PATH, FunctionSpec, Template, load_template
 
@@ -23,7 +26,45 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+LOGGER = logging.getLogger("data_export_cli.iam")
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
+
+
+@dataclass(frozen=True)
+class GrantRef:
+    """One action of one statement of one inline policy of one role of the translated template."""
+
+    role: str  # the role's logical id, e.g. ExportAssembleFunctionRole
+    policy: str  # e.g. ExportAssembleFunctionRolePolicy0
+    statement: int
+    action: str
+
+    def apply(self, document: dict[str, Any]) -> dict[str, Any]:
+        """``document`` without this action (the statement dropped if it was its only action)."""
+        statements = document["Statement"]
+        statements = statements if isinstance(statements, list) else [statements]
+        kept = []
+        for index, statement in enumerate(statements):
+            if index == self.statement:
+                actions = (
+                    statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                )
+                remaining = [action for action in actions if action != self.action]
+                if len(remaining) == len(actions):
+                    raise LookupError(f"{self} is not in the policy")
+                if remaining:
+                    kept.append({**statement, "Action": remaining})
+                continue
+            kept.append(statement)
+        return {**document, "Statement": kept}
+
+    def __str__(self) -> str:
+        return f"{self.role}/{self.policy}/{self.statement}/{self.action}"
+
+    @classmethod
+    def parse(cls, text: str) -> GrantRef:
+        role, policy, statement, action = text.split("/", 3)
+        return cls(role, policy, int(statement), action)
 
 
 @dataclass
@@ -41,6 +82,16 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.timeout_seconds * 1000
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _iam_match(pattern: str, value: str) -> bool:
+    """IAM's wildcards: * any run of characters, ? one character."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value) is not None
 
 
 def substitute(text: str, values: dict[str, str]) -> str:
@@ -61,6 +112,9 @@ class LocalStack:
         template_path: Path = TEMPLATE_PATH,
         stack_name: str = "data-export",
         extra_environment: dict[str, str] | None = None,
+        enforce_iam: bool = True,
+        without_grant: GrantRef | None = None,
+        denial_log: Path | None = None,
     ) -> None:
         self.host = host
         self._moto_port = moto_port
@@ -78,6 +132,18 @@ class LocalStack:
         self._server: Any = None
         self._lambda_service: Any = None
         self.endpoint_url = ""
+        # IAM as AWS enforces it (data_export_cli.iam): one role per function, from the template.
+        self.enforce_iam = enforce_iam
+        self.role_of: dict[str, str] = {}  # function or state machine logical id -> role name
+        self.denials: deque[Any] = deque(maxlen=1000)  # strict_aws.Denial, newest last
+        self.grants_used: set[tuple[str, str, str]] = set()  # (role name, action, resource) allowed
+        self.admin_credentials: dict[str, str] = {}
+        # role name -> (role logical id, policy name, resolved document) of its template-made inline policies
+        self._inline_policies: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        # One granted action taken out of the template's policies (the least-privilege mutation test).
+        self.without_grant = without_grant
+        self.denial_log = denial_log  # every denial appended as a JSON line, when set
+        self._denial_log_lock = threading.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> LocalStack:
@@ -101,6 +167,8 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
         self._start_lambda_service()
         self._create_resources()
+        if self.enforce_iam:
+            self._enforce_iam()
         os.environ.update(self.function_environment())
         os.environ.update(self._extra_environment)
         from data_export import wiring
@@ -109,6 +177,10 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self.enforce_iam:
+            from data_export_cli import strict_aws
+
+            strict_aws.enforce(False)  # moto's settings are the process's: leave them as they were
         if self._lambda_service is not None:
             self._lambda_service.stop()
             self._lambda_service = None
@@ -132,10 +204,15 @@ class LocalStack:
         functions in-process, and pass every other call through to moto."""
         from data_export_cli.lambda_service import LambdaService, enable_stepfunctions_execution
 
-        self._lambda_service = LambdaService(self._invoke_by_name, self.endpoint_url, host=self.host).start()
+        self._lambda_service = LambdaService(
+            self._invoke_by_name, self.endpoint_url, host=self.host, authorize=self._authorize_invoke_by_name
+        ).start()
         os.environ["MOTO_PORT"] = str(self._lambda_service.port)
         enable_stepfunctions_execution(self.endpoint_url)
         logging.getLogger("moto.stepfunctions.parser").setLevel(logging.CRITICAL)  # it logs whole states
+
+    def _authorize_invoke_by_name(self, access_key_id: str | None, name: str) -> bool:
+        return self.authorize_invoke(access_key_id, f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{name}")
 
     def _invoke_by_name(self, name: str, payload: Any) -> Any:
         from data_export_cli.lambda_service import FunctionNotFoundError
@@ -205,7 +282,148 @@ class LocalStack:
             name = str(self.resolve(resource.get("Properties", {}).get("Name", self._name(logical_id))))
             self.arns[logical_id] = events.create_event_bus(Name=name)["EventBusArn"]
             self.physical[logical_id] = name
+        self._create_roles()
         self._create_state_machines()
+
+    # -- IAM ---------------------------------------------------------------------------------------
+    def _create_roles(self) -> None:
+        """Every role of the template as SAM translates it, with its policies resolved to local ARNs."""
+        from data_export_cli import iam as local_iam
+
+        translated = local_iam.translate(self.template.body, REGION)
+        for logical_id, role in translated.roles.items():
+            name = str(self.resolve(role.role_name)) if role.role_name else self._name(logical_id)
+            self.physical[logical_id] = name
+            self.arns[logical_id] = f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+        self.role_of = {owner: self.physical[role] for owner, role in translated.role_of.items()}
+        self._inline_policies.clear()
+        client = self.client("iam")
+        for logical_id, role in translated.roles.items():
+            name = self.physical[logical_id]
+            client.create_role(
+                RoleName=name, AssumeRolePolicyDocument=json.dumps(self.resolve(role.trust_policy))
+            )
+            for policy_name, document in role.inline_policies.items():
+                # SAM's policy templates carry no Version; AWS accepts that, moto's validation does not.
+                resolved = {"Version": "2012-10-17", **self.resolve(document)}
+                if self.without_grant and (self.without_grant.role, self.without_grant.policy) == (
+                    logical_id,
+                    policy_name,
+                ):
+                    resolved = self.without_grant.apply(resolved)
+                client.put_role_policy(
+                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(resolved)
+                )
+                self._inline_policies.setdefault(name, []).append((logical_id, policy_name, resolved))
+            for arn in role.managed_policy_arns:  # inlined: moto loads AWS's managed policies only on demand
+                client.put_role_policy(
+                    RoleName=name,
+                    PolicyName=arn.rsplit("/", 1)[-1],
+                    PolicyDocument=json.dumps(local_iam.managed_policy_document(arn)),
+                )
+
+    def _enforce_iam(self) -> None:
+        """An admin user for people and the test harness, the functions' identities, then moto's checks."""
+        from data_export_cli import iam as local_iam
+        from data_export_cli import strict_aws
+
+        client = self.client("iam")
+        client.create_user(UserName=local_iam.ADMIN_USER)
+        client.put_user_policy(
+            UserName=local_iam.ADMIN_USER,
+            PolicyName="AdministratorAccess",
+            PolicyDocument=json.dumps(
+                {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+            ),
+        )
+        key = client.create_access_key(UserName=local_iam.ADMIN_USER)["AccessKey"]
+        self.admin_credentials = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+        os.environ.update(self.admin_credentials)
+        os.environ.pop("AWS_SESSION_TOKEN", None)
+        admin = ReadOnlyCredentials(key["AccessKeyId"], key["SecretAccessKey"], None)
+        local_iam.use_scoped_credentials(
+            local_iam.ScopedCredentials(admin, local_iam.RoleSessions(ACCOUNT_ID, REGION))
+        )
+        local_iam.inherit_context_in_threads()
+        strict_aws.install(on_denied=self._denied, on_allowed=self._allowed)
+        strict_aws.enforce(True)
+
+    def _denied(self, denial: Any) -> None:
+        self.denials.append(denial)
+        role = str(denial.principal).split(":assumed-role/", 1)[-1].split("/", 1)[0]
+        owners = [owner for owner, name in self.role_of.items() if name == role] or [str(denial.principal)]
+        if self.denial_log is not None:
+            line = {"role": role, "owners": owners, "action": denial.action, "resource": denial.resource}
+            with self._denial_log_lock, self.denial_log.open("a", encoding="utf-8") as log:
+                log.write(json.dumps(line) + "\n")
+        LOGGER.warning(
+            "AccessDenied: %s may not %s on %s; if it must, grant it in template.yaml (%s Policies)",
+            ", ".join(owners),
+            denial.action,
+            denial.resource,
+            ", ".join(owners),
+        )
+
+    def _allowed(self, grant: Any) -> None:
+        principal = str(grant.principal)
+        if ":assumed-role/" in principal:
+            role = principal.split(":assumed-role/", 1)[1].split("/", 1)[0]
+            self.grants_used.add((role, str(grant.action), str(grant.resource)))
+
+    def grant_refs(self, used: set[tuple[str, str, str]]) -> set[GrantRef]:
+        """The template's granted actions that allowed these calls ((role name, action, resource) each)."""
+        refs = set()
+        for role, action, resource in used:
+            for role_id, policy, document in self._inline_policies.get(role, []):
+                statements = document["Statement"]
+                for index, statement in enumerate(
+                    statements if isinstance(statements, list) else [statements]
+                ):
+                    resources = _as_list(statement.get("Resource", "*"))
+                    if statement.get("Effect") != "Allow" or not any(
+                        _iam_match(pattern, resource) for pattern in resources
+                    ):
+                        continue
+                    for granted in _as_list(statement["Action"]):
+                        if _iam_match(granted.lower(), action.lower()):
+                            refs.add(GrantRef(role_id, policy, index, granted))
+        return refs
+
+    def authorize_invoke(self, access_key_id: str | None, function_arn: str) -> bool:
+        """Lambda's check of an Invoke: moto's Step Functions engine signs with the fixed key "ak", so its
+        calls are the state machine's, under the state machine's role."""
+        if not self.enforce_iam:
+            return True
+        from data_export_cli import strict_aws
+
+        roles = [self.role_of[lid] for lid in self.template.of_type("AWS::Serverless::StateMachine")]
+        if access_key_id != "ak":
+            roles = [name for name in (self._role_of_access_key(access_key_id),) if name]
+        for role in roles:
+            if strict_aws.role_allows(role, "lambda:InvokeFunction", function_arn, ACCOUNT_ID):
+                self._allowed(
+                    strict_aws.Grant(
+                        f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/local",
+                        "lambda:InvokeFunction",
+                        function_arn,
+                    )
+                )
+                return True
+        principal = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{roles[0]}/local" if roles else "anonymous"
+        self._denied(strict_aws.Denial(principal, "lambda:InvokeFunction", function_arn))
+        return False
+
+    @staticmethod
+    def _role_of_access_key(access_key_id: str | None) -> str | None:
+        from moto.sts.models import sts_backends
+
+        for assumed in sts_backends[ACCOUNT_ID]["aws"].assumed_roles:
+            if assumed.access_key_id == access_key_id:
+                return str(assumed.role_arn).rsplit("/", 1)[-1]
+        return None
 
     def _create_state_machines(self) -> None:
         sfn = self.client("stepfunctions")
@@ -220,7 +438,9 @@ class LocalStack:
             arn = sfn.create_state_machine(
                 name=name,
                 definition=definition,
-                roleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/{name}",
+                roleArn=self.arns.get(
+                    self.role_of.get(logical_id, ""), f"arn:aws:iam::{ACCOUNT_ID}:role/{name}"
+                ),
                 type=props.get("Type", "STANDARD"),
             )["stateMachineArn"]
             self.physical[logical_id] = self.arns[logical_id] = arn
@@ -241,8 +461,12 @@ class LocalStack:
                 return self.physical[logical_id].rsplit("/", 1)[-1]
             return self.physical[logical_id]
         if "Fn::Sub" in value:
-            text = value["Fn::Sub"]
-            return _SUB_VARIABLE.sub(lambda match: str(self._ref(match.group(1))), text)
+            sub = value["Fn::Sub"]
+            # Fn::Sub: "text" or [text, {variable: value}] (SAM's policy templates use the latter)
+            text, variables = (sub[0], self.resolve(sub[1])) if isinstance(sub, list) else (sub, {})
+            return _SUB_VARIABLE.sub(
+                lambda match: str(variables.get(match.group(1), self._ref(match.group(1)))), text
+            )
         return {key: self.resolve(item) for key, item in value.items()}
 
     def _ref(self, name: str) -> Any:
@@ -291,10 +515,17 @@ class LocalStack:
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}",
         )
         handler = self.handler(logical_id)
-        if not spec.routes and not spec.queues:
-            return handler(event, context)  # a Step Functions task: Map runs many at once, as Lambda does
-        with self._locks[logical_id]:  # API and queue handlers keep per-event state in their module
-            return handler(event, context)
+        with self.acting_as(logical_id):
+            if not spec.routes and not spec.queues:
+                return handler(event, context)  # a Step Functions task: Map runs many at once, as Lambda does
+            with self._locks[logical_id]:  # API and queue handlers keep per-event state in their module
+                return handler(event, context)
+
+    def acting_as(self, logical_id: str) -> Any:
+        """AWS calls inside are the function's own, signed with its role's credentials (when IAM is on)."""
+        from data_export_cli.iam import acting_as
+
+        return acting_as(self.role_of.get(logical_id) if self.enforce_iam else None)
 
     def function_for_queue(self, queue_logical_id: str) -> tuple[str, int] | None:
         for spec in self.functions.values():

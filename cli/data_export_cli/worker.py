@@ -60,7 +60,12 @@ class QueuePoller:
             thread.join(timeout=30)
 
     def poll_once(self, queue_id: str, function_id: str, batch_size: int, wait_seconds: int = 1) -> int:
-        """Deliver one batch; returns how many messages were received."""
+        """Deliver one batch; returns how many messages were received. Lambda's poller receives and deletes
+        with the function's role (SAM grants it AWSLambdaSQSQueueExecutionRole for the event source)."""
+        with self.stack.acting_as(function_id):
+            return self._poll_once(queue_id, function_id, batch_size, wait_seconds)
+
+    def _poll_once(self, queue_id: str, function_id: str, batch_size: int, wait_seconds: int) -> int:
         queue_url = self.stack.physical[queue_id]
         received = self._sqs.receive_message(
             QueueUrl=queue_url,

@@ -23,6 +23,8 @@ from data_export_cli.lambda_service import (
     function_name,
 )
 
+from tests.credentials import test_credentials
+
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/x"
 FUNCTION_ARN = "arn:aws:lambda:us-east-1:123456789012:function:"
@@ -58,8 +60,8 @@ def client(service: str, endpoint_url: str) -> Any:
         service,
         endpoint_url=endpoint_url,
         region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        # moto's IAM checks are the process's: where a local stack enforces them, its admin signs
+        **test_credentials(),
     )
 
 
