@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from data_export import wiring
+from data_export.errors import failure_message
 from data_export.export.sweeper import DEAD_LETTER, INTERRUPTED, NEVER_STARTED, JobSweeper
 from data_export.ids import new_id
 from data_export.jobs import Job
@@ -70,7 +71,8 @@ def test_a_lost_pending_job_is_queued_again_once_then_failed(stack: Any, queue_u
     report = sweeper_at(stack, queue_url, now + timedelta(minutes=16)).sweep()
     assert job.job_id in report.failed
     failed = status(job)
-    assert failed.status is JobStatus.FAILED and failed.error == NEVER_STARTED
+    assert failed.status is JobStatus.FAILED and failed.error_code is NEVER_STARTED
+    assert failed.error == failure_message(NEVER_STARTED)
     assert [m for m in messages(stack, queue_url) if m["job_id"] == job.job_id] == []
     assert job.job_id not in {open_job.job_id for open_job in wiring.export_builder().jobs.iter_open()}
 
@@ -86,7 +88,8 @@ def test_a_worker_build_whose_lease_ran_out_is_failed_and_cleaned_up(stack: Any,
     assert job.job_id not in sweeper_at(stack, queue_url, now + timedelta(minutes=5)).sweep().failed  # alive
     report = sweeper_at(stack, queue_url, now + timedelta(minutes=17)).sweep()
     assert job.job_id in report.failed
-    assert status(job).status is JobStatus.FAILED and status(job).error == INTERRUPTED
+    assert status(job).status is JobStatus.FAILED and status(job).error_code is INTERRUPTED
+    assert status(job).error == failure_message(INTERRUPTED)
     uploads = s3.list_multipart_uploads(
         Bucket=stack.physical["ExportsBucket"], Prefix=f"exports/{ACME}/{job.job_id}/"
     )
@@ -102,7 +105,7 @@ def test_a_step_functions_run_whose_execution_is_gone_is_failed(stack: Any, queu
     )
     report = sweeper_at(stack, queue_url, now + timedelta(minutes=1)).sweep()
     assert job.job_id in report.failed
-    assert status(job).error == INTERRUPTED
+    assert status(job).error_code is INTERRUPTED
 
 
 def test_dead_lettered_requests_fail_their_jobs(stack: Any) -> None:
@@ -127,5 +130,6 @@ def test_dead_lettered_requests_fail_their_jobs(stack: Any) -> None:
         ]
     }
     assert stack.invoke("ExportDeadLetterFunction", event) == {"batchItemFailures": []}
-    assert status(pending).status is JobStatus.FAILED and status(pending).error == DEAD_LETTER
+    assert status(pending).status is JobStatus.FAILED and status(pending).error_code is DEAD_LETTER
+    assert status(pending).error == failure_message(DEAD_LETTER)
     assert status(finished).status is JobStatus.COMPLETED

@@ -1,6 +1,38 @@
-"""Domain errors; each knows the HTTP status and error code it is answered with."""
+"""Domain errors; each knows the HTTP status and error code it is answered with. And what a client is told
+of a failed export: a fixed sentence per error code, never the internal error's text (which names AWS
+accounts, roles, buckets, tables, exception classes): that goes to the logs, with the job id."""
 
 from __future__ import annotations
+
+from typing import Final
+
+from data_export.models import SECTION_KEYS, ErrorCode
+
+# The sentence of a failed job (and of its failed sections) for each code a build failure is stored with.
+# ``canceled`` says when ("Canceled by request at ..."), archive_deleted / archive_expired are answered by
+# the job's view: those are not build failures.
+FAILURE_SENTENCES: Final[dict[ErrorCode, str]] = {
+    ErrorCode.EXPORT_FAILED: "The export failed because of an internal error; please request it again",
+    ErrorCode.TIMED_OUT: "The export took too long to build and was stopped; please request it again",
+    ErrorCode.TOO_LARGE: "The export is too large to build as one archive; please contact support",
+    ErrorCode.NEVER_STARTED: "The export was never started; please request it again",
+    ErrorCode.INTERRUPTED: (
+        "The export stopped making progress (its build was interrupted); please request it again"
+    ),
+    ErrorCode.REQUEST_FAILED: (
+        "The export could not be started: its request failed repeatedly; please request it again"
+    ),
+}
+
+
+def failure_message(code: ErrorCode, section: str | None = None) -> str:
+    """What a client is told of a failed export: the code's fixed sentence; an internal failure names the
+    section it happened in (one of SECTION_KEYS, nothing else)."""
+    if code is ErrorCode.EXPORT_FAILED and section in SECTION_KEYS:
+        return (
+            f"The export failed in section '{section}' because of an internal error; please request it again"
+        )
+    return FAILURE_SENTENCES[code]
 
 
 class DataExportError(Exception):

@@ -55,10 +55,16 @@ class SectionReport(ContractModel):
 
 
 class ErrorCode(StrEnum):
-    """Why a job carries an error: machine-readable, beside the sentence in ``error``."""
+    """Why a job carries an error: machine-readable, beside the sentence in ``error``. A failed job's
+    sentence is fixed by its code (errors.failure_message), never an internal error's own text."""
 
-    EXPORT_FAILED = "export_failed"  # the build failed; ``error`` says where
+    EXPORT_FAILED = "export_failed"  # the build failed (internal); ``error`` may name the section
     CANCELED = "canceled"  # canceled by a DELETE while pending or processing (status failed)
+    TIMED_OUT = "timed_out"  # a build step ran out of time
+    TOO_LARGE = "too_large"  # too big to build (e.g. more work units than one build can carry)
+    NEVER_STARTED = "never_started"  # its request was lost, or could not be queued
+    INTERRUPTED = "interrupted"  # its build stopped making progress (the build died)
+    REQUEST_FAILED = "request_failed"  # its request failed repeatedly (dead-lettered)
     ARCHIVE_DELETED = "archive_deleted"  # a completed job's archive deleted by a DELETE
     ARCHIVE_EXPIRED = "archive_expired"  # a completed job's archive past its retention
 
@@ -160,8 +166,8 @@ class AssembleInput(StepInput):
 class FailInput(StepInput):
     error: dict[str, Any] = Field(default_factory=dict, description="Step Functions' {Error, Cause}")
 
-    def message(self) -> str:
-        """A useful sentence from the caught error (the Lambda error's type and message)."""
+    def _details(self) -> tuple[str, str, str]:
+        """The caught error's name, type (the Lambda error's, else its name) and message (or cause)."""
         name = str(self.error.get("Error") or "Error")
         cause = self.error.get("Cause") or ""
         try:
@@ -169,5 +175,25 @@ class FailInput(StepInput):
         except (TypeError, ValueError):
             details = None
         if isinstance(details, dict) and "errorMessage" in details:
-            return f"Export failed: {details.get('errorType', name)}: {details['errorMessage']}"
-        return f"Export failed: {name}: {cause}" if cause else f"Export failed: {name}"
+            return name, str(details.get("errorType") or name), str(details["errorMessage"])
+        return name, name, str(cause)
+
+    def message(self) -> str:
+        """The caught error for the logs (the Lambda error's type and message): internal, never for clients,
+        who see error_code()'s sentence."""
+        name, kind, message = self._details()
+        return f"Export failed: {kind}: {message}" if message else f"Export failed: {name}"
+
+    def error_code(self) -> ErrorCode:
+        """Why the build failed, as the client is told."""
+        name, kind, message = self._details()
+        if {name, kind} & _TOO_LARGE_ERRORS:
+            return ErrorCode.TOO_LARGE
+        if {name, kind} & _TIMEOUT_ERRORS or "Task timed out" in message:
+            return ErrorCode.TIMED_OUT
+        return ErrorCode.EXPORT_FAILED
+
+
+# Step Functions' names for a state's result or input over its size limit, and for a task out of time.
+_TOO_LARGE_ERRORS = frozenset({"States.DataLimitExceeded"})
+_TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbox.Timedout"})

@@ -22,13 +22,13 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from data_export.errors import JobOwnershipLostError
+from data_export.errors import JobOwnershipLostError, failure_message
 from data_export.export.entries import ArchiveEntries, ArchiveFile, open_entries
 from data_export.export.plan import WorkTotals, measure, record_weight
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.ids import new_id
 from data_export.jobs import Job, archive_expiry
-from data_export.models import SECTION_KEYS, JobStatus, SectionReport
+from data_export.models import SECTION_KEYS, ErrorCode, JobStatus, SectionReport
 from data_export.naming import safe_slug
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
@@ -183,14 +183,13 @@ class ExportBuilder:
             return self.jobs.get(job.organization_id, job.job_id) or job
         except Exception as exc:
             self._discard(sink, object_key, completed)
-            logger.exception("Export build failed", extra={"job_id": job.job_id})
-            return self._fail(
-                job,
-                attempt_id,
-                f"Export failed in {exc}"
-                if isinstance(exc, SectionFailedError)
-                else f"Export failed: {type(exc).__name__}: {exc}",
+            section = exc.section if isinstance(exc, SectionFailedError) else None
+            # The detail (the exception, its traceback) is for the logs; the client is told a fixed sentence.
+            logger.exception(
+                "Export build failed",
+                extra={"job_id": job.job_id, "section": section, "error_code": ErrorCode.EXPORT_FAILED.value},
             )
+            return self._fail(job, attempt_id, ErrorCode.EXPORT_FAILED, section)
         if not complete_or_discard(
             self.jobs, self.exports, job, attempt_id, archive, self.clock(), self.settings.job_retention_days
         ):
@@ -208,11 +207,13 @@ class ExportBuilder:
         if completed:
             self.exports.delete(object_key)
 
-    def _fail(self, job: Job, attempt_id: str, message: str) -> Job:
+    def _fail(self, job: Job, attempt_id: str, code: ErrorCode, section_key: str | None) -> Job:
         for section in job.sections:
             if section.status is JobStatus.PROCESSING:
-                section.status = JobStatus.FAILED
-        job.status, job.error, job.completed_at = JobStatus.FAILED, message, self.clock()
+                section.status, section.error = JobStatus.FAILED, failure_message(code)
+        message = failure_message(code, section_key)
+        job.status, job.error, job.error_code = JobStatus.FAILED, message, code
+        job.completed_at = self.clock()
         self.jobs.finish(
             job,
             attempt_id=attempt_id,
@@ -220,6 +221,7 @@ class ExportBuilder:
             sections=job.sections,
             completed_at=job.completed_at,
             error=message,
+            error_code=code,
         )
         return job
 

@@ -32,7 +32,7 @@ from aws_lambda_powertools import Logger
 from data_export.archive.compression import crc32_combine
 from data_export.archive.tar import GZIP_HEADER, TarGzStreamWriter
 from data_export.archive.zip import ZipEntry, ZipStreamWriter, write_central_directory
-from data_export.errors import IncompleteBuildError, JobOwnershipLostError
+from data_export.errors import IncompleteBuildError, JobOwnershipLostError, failure_message
 from data_export.export.builder import (
     PROGRESS_INTERVAL_SECONDS,
     BuiltArchive,
@@ -47,7 +47,7 @@ from data_export.export.entries import ArchiveFile, open_entries
 from data_export.export.plan import MAX_UNITS, WorkUnit, plan_units, unit_totals
 from data_export.export.sections import MissingAsset, SectionFolder, missing_summary, write_section
 from data_export.jobs import Job
-from data_export.models import SECTION_KEYS, ArchiveFormat, JobStatus, SectionReport
+from data_export.models import SECTION_KEYS, ArchiveFormat, ErrorCode, JobStatus, SectionReport
 from data_export.settings import Settings
 from data_export.storage.concat import SourceObject
 from data_export.storage.jobs import JobRepository
@@ -304,7 +304,20 @@ class ChunkedExport:
         logger.info("Export assembled", extra={"job_id": job_id, "units": len(indexes), "size": size})
         return job
 
-    def fail(self, organization_id: str, job_id: str, run_id: str, message: str) -> None:
+    def fail(
+        self,
+        organization_id: str,
+        job_id: str,
+        run_id: str,
+        detail: str,
+        code: ErrorCode = ErrorCode.EXPORT_FAILED,
+    ) -> None:
+        """Fail the run's job with ``code``'s fixed sentence; ``detail`` (the caught error: internal, may
+        name accounts, roles, resources) is logged with the job id, never stored for the client."""
+        logger.error(
+            "Export failed",
+            extra={"job_id": job_id, "run_id": run_id, "error_code": code.value, "error": detail},
+        )
         if self.admission is not None:
             self.admission.release(job_id)
         job = self.jobs.get(organization_id, job_id)
@@ -315,9 +328,10 @@ class ChunkedExport:
             # the archive, remove only what is left of the run's temporary objects.
             self.exports.discard(self.run_prefix(job, run_id))
             return
+        message = failure_message(code)
         for section in job.sections:
             if section.status is not JobStatus.COMPLETED:
-                section.status = JobStatus.FAILED
+                section.status, section.error = JobStatus.FAILED, message
         # Failed first, then cleaned: a unit of the Map still running can no longer count itself once the
         # job is failed, so it removes what it wrote; what units wrote before is removed here.
         self.jobs.finish(
@@ -328,6 +342,7 @@ class ChunkedExport:
             sections=job.sections,
             completed_at=self.clock(),
             error=message,
+            error_code=code,
         )
         self.exports.discard(
             self.run_prefix(job, run_id), f"{export_prefix(job.organization_id, job.job_id)}{run_id}/"

@@ -20,12 +20,14 @@ from data_export.errors import (
     InvalidRequestError,
     NotFoundError,
     ServiceUnavailableError,
+    failure_message,
 )
 from data_export.export.builder import output_filename, utcnow
 from data_export.ids import is_valid_id, new_id
 from data_export.jobs import Job
 from data_export.models import (
     ArchiveFormat,
+    ErrorCode,
     ExportJobList,
     ExportJobResponse,
     ExportRequestMessage,
@@ -143,16 +145,17 @@ class ExportService:
             self.queue.send(ExportRequestMessage(organization_id=job.organization_id, job_id=job.job_id))
         except Exception as exc:
             # Never leave a job pending that no worker will ever see.
-            message = "The export could not be queued; please try again"
+            logger.exception("Export request not queued", extra={"job_id": job.job_id})
             self.jobs.finish(
                 job,
                 attempt_id=None,
                 status=JobStatus.FAILED,
                 sections=job.sections,
                 completed_at=self.clock(),
-                error=message,
+                error=failure_message(ErrorCode.NEVER_STARTED),
+                error_code=ErrorCode.NEVER_STARTED,
             )
-            raise ServiceUnavailableError(message) from exc
+            raise ServiceUnavailableError("The export could not be queued; please try again") from exc
 
     # -- reading -------------------------------------------------------------------------------------
     def get(self, organization_id: str, job_id: str) -> Job:

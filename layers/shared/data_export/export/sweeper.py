@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
+from data_export.errors import failure_message
 from data_export.export.builder import utcnow
 from data_export.jobs import Job
-from data_export.models import ExportRequestMessage, JobStatus
+from data_export.models import ErrorCode, ExportRequestMessage, JobStatus
 from data_export.settings import Settings
 from data_export.storage.jobs import JobRepository
 from data_export.storage.layout import export_prefix, temporary_prefix
@@ -29,9 +30,10 @@ if TYPE_CHECKING:
 
 logger = Logger(child=True)
 
-NEVER_STARTED = "The export was never started (its request was lost); please request it again"
-INTERRUPTED = "The export stopped making progress (its build was interrupted); please request it again"
-DEAD_LETTER = "The export could not be started: its request failed repeatedly; please request it again"
+# Why a stuck job is failed: its error code, whose fixed sentence the client is told (errors.failure_message).
+NEVER_STARTED = ErrorCode.NEVER_STARTED
+INTERRUPTED = ErrorCode.INTERRUPTED
+DEAD_LETTER = ErrorCode.REQUEST_FAILED
 
 
 @dataclass
@@ -137,15 +139,20 @@ class JobSweeper:
             return False
         return status == "RUNNING"
 
-    def _fail(self, job: Job, now: datetime, reason: str) -> bool:
+    def _fail(self, job: Job, now: datetime, reason: ErrorCode) -> bool:
+        message = failure_message(reason)
         sections = [
-            section.model_copy(update={"status": JobStatus.FAILED})
+            section.model_copy(update={"status": JobStatus.FAILED, "error": message})
             if section.status is JobStatus.PROCESSING
             else section
             for section in job.sections
         ]
-        if not self.jobs.fail_abandoned(job, now=now, sections=sections, error=reason):
+        if not self.jobs.fail_abandoned(job, now=now, sections=sections, error=message, error_code=reason):
             return False  # it moved on meanwhile: someone owns it again, or it finished
+        logger.warning(
+            "Stuck export failed",
+            extra={"job_id": job.job_id, "error_code": reason.value, "was": job.status.value},
+        )
         self.exports.discard(
             temporary_prefix(job.organization_id, job.job_id), export_prefix(job.organization_id, job.job_id)
         )

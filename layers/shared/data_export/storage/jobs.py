@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from data_export.errors import failure_message
 from data_export.jobs import OPEN_MARKER, Job
 from data_export.models import ErrorCode, JobStatus, SectionReport
 from data_export.storage.dynamo import from_item, to_item
@@ -180,9 +181,11 @@ class JobRepository:
         s3_checksum_sha256: str | None = None,
         archive_expires_at: datetime | None = None,
     ) -> bool:
-        """Complete or fail the job; attempt_id=None fails a job no attempt ever claimed."""
-        if status is JobStatus.FAILED and error_code is None:
-            error_code = ErrorCode.EXPORT_FAILED
+        """Complete or fail the job; attempt_id=None fails a job no attempt ever claimed. A failure's
+        ``error`` is what the client is told (errors.failure_message), never an internal error's text."""
+        if status is JobStatus.FAILED:
+            error_code = error_code or ErrorCode.EXPORT_FAILED
+            error = error or failure_message(error_code)
         values: dict[str, Any] = {
             "status": status.value,
             "sections": [section.model_dump(mode="json") for section in sections],
@@ -343,14 +346,23 @@ class JobRepository:
             {":pending": JobStatus.PENDING.value},
         )
 
-    def fail_abandoned(self, job: Job, *, now: datetime, sections: list[SectionReport], error: str) -> bool:
-        """Fail a job nobody builds: pending, or processing by the attempt found dead (not a newer one)."""
+    def fail_abandoned(
+        self,
+        job: Job,
+        *,
+        now: datetime,
+        sections: list[SectionReport],
+        error: str,
+        error_code: ErrorCode = ErrorCode.EXPORT_FAILED,
+    ) -> bool:
+        """Fail a job nobody builds: pending, or processing by the attempt found dead (not a newer one).
+        ``error`` is what the client is told (errors.failure_message), never an internal error's text."""
         values: dict[str, Any] = {
             "status": JobStatus.FAILED.value,
             "sections": [section.model_dump(mode="json") for section in sections],
             "completed_at": now.isoformat(),
             "error": error,
-            "error_code": ErrorCode.EXPORT_FAILED.value,
+            "error_code": error_code.value,
             "upload_id": None,
             "lease_until": None,
             "open_marker": None,
