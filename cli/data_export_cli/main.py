@@ -17,13 +17,16 @@ from data_export_cli.template import REPO_ROOT
 EXAMPLE_FIXTURE = REPO_ROOT.parent / "shared" / "spec" / "example-org.yaml"
 
 
-def _start_stack(seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0) -> Any:
+def _start_stack(
+    seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0, template: Path | None = None
+) -> Any:
     from data_export.settings import get_settings
 
     from data_export_cli.seed import seed_file
     from data_export_cli.stack import LocalStack
+    from data_export_cli.template import TEMPLATE_PATH
 
-    stack = LocalStack(host=host, moto_port=moto_port).start()
+    stack = LocalStack(host=host, moto_port=moto_port, template_path=template or TEMPLATE_PATH).start()
     for fixture in seeds:
         summary = seed_file(
             fixture,
@@ -53,7 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from data_export_cli.gateway import ApiGateway
     from data_export_cli.worker import QueuePoller, Scheduler
 
-    stack = _start_stack(args.seed, host=args.host, moto_port=args.moto_port)
+    stack = _start_stack(args.seed, host=args.host, moto_port=args.moto_port, template=args.template)
     gateway = ApiGateway(stack, args.host, args.port).start()
     poller = QueuePoller(stack).start()
     scheduler = Scheduler(stack).start()
@@ -142,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--moto-port", type=int, default=0, help="port of the moto server (default: any free)")
     serve.add_argument(
         "--seed", type=Path, action="append", default=[], help="seed fixture to load (repeatable)"
+    )
+    serve.add_argument(
+        "--template", type=Path, default=None, help="SAM template to run (default: the checkout's template.yaml)"
     )
     serve.set_defaults(func=cmd_serve)
     invoke = local_commands.add_parser("invoke", help="invoke one function with an event file")

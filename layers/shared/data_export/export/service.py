@@ -78,7 +78,11 @@ class ExportService:
         self, organization_id: str, archive_format: ArchiveFormat, idempotency_key: str | None = None
     ) -> tuple[Job, bool]:
         """The organization's export of this format: the one already pending or processing (or the one an
-        Idempotency-Key already made), else a new one. Returns the job and whether it was created."""
+        Idempotency-Key already made), else a new one. Returns the job and whether it was created.
+
+        A job is created only together with its pointers (the format's open export and the key's), in one
+        transaction, and every job created is queued: a request that loses a race on the key to a request
+        of the other format (409) has created nothing, so no job is left pending that nobody queued."""
         organization = self.org_data.get_record(organization_id, "organization", organization_id)
         if organization is None:
             raise NotFoundError("Organization not found")
@@ -88,8 +92,11 @@ class ExportService:
             if earlier is not None:
                 return self._same_format(earlier, archive_format), False
         job, created = self._open_or_create(
-            organization_id, archive_format, str(organization.get("slug") or "")
+            organization_id, archive_format, str(organization.get("slug") or ""), idempotency
         )
+        if created:
+            self._enqueue(job)
+            return job, True
         if idempotency and not self.jobs.add_pointer(
             organization_id, idempotency, job.job_id, job.expires_ttl
         ):
@@ -97,9 +104,7 @@ class ExportService:
             earlier = self._pointed_job(organization_id, idempotency)
             if earlier is not None and earlier.job_id != job.job_id:
                 return self._same_format(earlier, archive_format), False
-        if created:
-            self._enqueue(job)
-        return job, created
+        return job, False
 
     def _pointed_job(self, organization_id: str, pointer: str) -> Job | None:
         job_id = self.jobs.pointer(organization_id, pointer)
@@ -116,10 +121,13 @@ class ExportService:
         return job
 
     def _open_or_create(
-        self, organization_id: str, archive_format: ArchiveFormat, slug: str
+        self, organization_id: str, archive_format: ArchiveFormat, slug: str, idempotency: str | None
     ) -> tuple[Job, bool]:
         """One open export per organization and format, race-free: the job is created in one transaction
-        with the pointer to it, conditional on the pointer still naming the (finished) job seen before."""
+        with the pointer to it, conditional on the pointer still naming the (finished) job seen before,
+        and with the Idempotency-Key's pointer (if any), conditional on that one naming no job yet. When
+        a concurrent request took the key first, nothing is created: its job is the answer (409 if it is
+        of the other format)."""
         pointer = _open_pointer(archive_format)
         for _ in range(_CREATE_ATTEMPTS):
             holder_id = self.jobs.pointer(organization_id, pointer)
@@ -136,8 +144,11 @@ class ExportService:
                 retention_days=self.settings.job_retention_days,
                 history_days=self.settings.job_history_days,
             )
-            if self.jobs.create_holding(job, pointer, holder_id):
+            if self.jobs.create_holding(job, pointer, holder_id, idempotency):
                 return job, True
+            earlier = self._pointed_job(organization_id, idempotency) if idempotency else None
+            if earlier is not None:
+                return self._same_format(earlier, archive_format), False
         raise ServiceUnavailableError("Too many concurrent requests for this organization; please retry")
 
     def _enqueue(self, job: Job) -> None:

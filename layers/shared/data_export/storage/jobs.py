@@ -53,9 +53,12 @@ class JobRepository:
         item = response.get("Item")
         return item["target_job_id"]["S"] if item else None
 
-    def create_holding(self, job: Job, pointer: str, previous: str | None) -> bool:
+    def create_holding(
+        self, job: Job, pointer: str, previous: str | None, new_pointer: str | None = None
+    ) -> bool:
         """Create the job and point ``pointer`` at it, in one transaction that holds only if the pointer
-        still names ``previous`` (absent when None). False when another request moved it first."""
+        still names ``previous`` (absent when None), and ``new_pointer`` too if given, only if that one
+        names no job yet. False, and nothing written, when another request moved either first."""
         condition, values = "attribute_not_exists(job_id)", {}
         if previous is not None:
             condition, values = "target_job_id = :previous", {":previous": {"S": previous}}
@@ -66,19 +69,25 @@ class JobRepository:
         }
         if values:
             pointer_put["ExpressionAttributeValues"] = values
+        items: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": to_item(job.model_dump(mode="json", exclude={"units_done"})),
+                    "ConditionExpression": "attribute_not_exists(job_id)",
+                }
+            },
+            {"Put": pointer_put},
+        ]
+        if new_pointer is not None:
+            new_put = {
+                "TableName": self._table,
+                "Item": self._pointer_item(job.organization_id, new_pointer, job.job_id, job.expires_ttl),
+                "ConditionExpression": "attribute_not_exists(job_id)",
+            }
+            items.append({"Put": new_put})
         try:
-            self._client.transact_write_items(
-                TransactItems=[
-                    {
-                        "Put": {
-                            "TableName": self._table,
-                            "Item": to_item(job.model_dump(mode="json", exclude={"units_done"})),
-                            "ConditionExpression": "attribute_not_exists(job_id)",
-                        }
-                    },
-                    {"Put": pointer_put},  # type: ignore[typeddict-item]
-                ]
-            )
+            self._client.transact_write_items(TransactItems=items)
         except self._client.exceptions.TransactionCanceledException:
             return False
         return True
