@@ -147,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--seed", type=Path, action="append", default=[], help="seed fixture to load (repeatable)"
     )
     serve.add_argument(
-        "--template", type=Path, default=None, help="SAM template to run (default: the checkout's template.yaml)"
+        "--template", type=Path, default=None, help="SAM template to run (default: the checkout's)"
     )
     serve.set_defaults(func=cmd_serve)
     invoke = local_commands.add_parser("invoke", help="invoke one function with an event file")

@@ -1,4 +1,4 @@
-"""IAM is enforced by `data-export local serve` as a user runs it: without the template's policies, nothing works.
+"""`data-export local serve` enforces IAM as a user runs it: without the template's policies, nothing works.
 
 The positive side is every other end-to-end test (they run with the template's policies enforced); here the
 same command with every function's and the state machine's `Policies` taken out of a copy of template.yaml
@@ -36,9 +36,9 @@ def template_without_policies(path: Path) -> Path:
 
 
 def call(method: str, url: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method=method, headers={"X-API-Key": OWNER_KEY})  # noqa: S310
+    request = urllib.request.Request(url, method=method, headers={"X-API-Key": OWNER_KEY})
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - our local server
+        with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read() or b"{}")
@@ -48,9 +48,11 @@ def call(method: str, url: str) -> tuple[int, dict[str, Any]]:
 def test_without_the_templates_policies_an_export_does_not_complete(tmp_path: Path) -> None:
     template = template_without_policies(tmp_path / "template.yaml")
     log = (tmp_path / "serve.log").open("w+", encoding="utf-8")
-    serve = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "data_export_cli.main", "local", "serve", "--port", "0"]
-        + ["--seed", str(EXAMPLE_FIXTURE), "--template", str(template)],
+    serve = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "data_export_cli.main", "local", "serve", "--port", "0"),
+            *("--seed", str(EXAMPLE_FIXTURE), "--template", str(template)),
+        ],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=log,
