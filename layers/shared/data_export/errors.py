@@ -142,3 +142,26 @@ def is_transient(error: BaseException) -> bool:
         status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         return code in _TRANSIENT_CODES or status >= 500
     return False
+
+
+def is_stream_reset(error: BaseException) -> bool:
+    """Whether reading a response's body broke off (the connection reset or closed, a read timed out, fewer
+    bytes than announced): the object itself is fine, and reading it again from where the read stopped
+    may succeed."""
+    from http.client import IncompleteRead
+
+    from botocore.exceptions import HTTPClientError, IncompleteReadError
+    from urllib3.exceptions import ProtocolError, ReadTimeoutError
+
+    return isinstance(
+        error,
+        (
+            HTTPClientError,  # botocore's ResponseStreamingError, ReadTimeoutError, ConnectionClosedError
+            IncompleteReadError,
+            ProtocolError,
+            ReadTimeoutError,
+            IncompleteRead,
+            ConnectionError,  # ConnectionResetError, BrokenPipeError, ...
+            TimeoutError,
+        ),
+    )

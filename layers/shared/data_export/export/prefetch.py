@@ -16,10 +16,16 @@ assets' GETs on their way while the current record's binaries and YAML are writt
 - Outcomes as without read-ahead: a missing asset is None; a read that failed raises when its asset's turn
   comes, so the same record and section fail. Reads never taken (the build stopped) are dropped: ``close``
   (or leaving the ``with`` block) cancels them, closes their responses and waits for the threads to end.
+- Idle responses: an asset opened ahead waits, its connection idle, while the assets before it stream; S3
+  may close it meanwhile. A read that breaks off (connection reset or closed, read timeout, fewer bytes
+  than announced) resumes where it stopped: the object is opened again from the bytes already taken (a
+  ranged GET, If-Match its ETag, so that a changed object fails the read instead of mixing two versions),
+  up to MAX_RESUMES times per asset. The bytes handed out are the same as from one unbroken read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -28,8 +34,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from aws_lambda_powertools import Logger
+
+from data_export.errors import is_stream_reset
 from data_export.settings import MIB
 from data_export.storage.objects import READ_CHUNK, Asset
+
+logger = Logger(child=True)
 
 # GETs in flight: with the multipart upload's 2 part uploads, well within the S3 client's 16 connections.
 READ_AHEAD = 8
@@ -38,6 +49,56 @@ READ_AHEAD_BYTES = 8 * MIB
 READ_WHOLE_LIMIT = READ_CHUNK
 # Records looked at ahead to find the next assets (records are small; sections without assets skip this).
 RECORDS_AHEAD = 64
+# Times one asset's read may break off and resume before its failure is the section's.
+MAX_RESUMES = 3
+
+
+class _ResumingChunks:
+    """An asset's chunks that survive the read breaking off: each break reopens the object from the bytes
+    already handed out (``Asset.reopen``), up to MAX_RESUMES times."""
+
+    def __init__(self, asset: Asset) -> None:
+        self._asset = asset
+        self._current = asset  # the response being read: the first, or the last reopened
+        self.resumes = 0
+
+    def __iter__(self) -> Iterator[bytes]:
+        done = 0
+        while True:
+            try:
+                for chunk in self._current.chunks:
+                    done += len(chunk)
+                    yield chunk
+                return
+            except Exception as exc:
+                if not is_stream_reset(exc) or self._asset.reopen is None or self.resumes >= MAX_RESUMES:
+                    raise
+                self.resumes += 1
+                logger.warning(  # not the key: it may hold a file name, which is the organization's data
+                    "Asset read broke off; resuming",
+                    extra={
+                        "offset": done,
+                        "size": self._asset.size,
+                        "resume": self.resumes,
+                        "error": type(exc).__name__,
+                    },
+                )
+                self.close()
+                if done >= self._asset.size:
+                    return
+                self._current = self._asset.reopen(done)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # a response already broken may fail to close too
+            self._current.close()
+
+
+def resuming(asset: Asset) -> Asset:
+    """The asset, its chunks resumed where they stop if the read breaks off (as-is if it cannot reopen)."""
+    if asset.reopen is None:
+        return asset
+    chunks = _ResumingChunks(asset)
+    return Asset(size=asset.size, chunks=iter(chunks), close=chunks.close)
 
 
 def asset_keys(fields: dict[str, bool], record: dict[str, Any]) -> Iterator[tuple[str, object]]:
@@ -159,8 +220,11 @@ class AssetPrefetcher:
 
     def _read(self, read: _Read) -> Asset | None:
         asset = self._open_asset(read.key)
-        if asset is None or asset.size > read.reserve:
-            return asset  # missing, or bigger than its record said: it streams in its turn
+        if asset is None:
+            return None
+        asset = resuming(asset)
+        if asset.size > read.reserve:
+            return asset  # bigger than its record said (or not read whole ahead): it streams in its turn
         data = b"".join(asset.chunks)
         with self._lock:
             self._buffered += len(data)

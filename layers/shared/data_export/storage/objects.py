@@ -47,6 +47,13 @@ class Asset:
     chunks: Iterator[bytes]
     # Releases the response when the chunks will not be read to the end (a read ahead that is never taken).
     close: Callable[[], None] = _nothing
+    # The same object's bytes from an offset on, to resume a read that broke off (None: cannot resume).
+    # Raises ContentMismatchError if the object changed since it was opened.
+    reopen: Callable[[int], Asset] | None = None
+
+
+# What a ranged re-read of an asset, If-Match its first read's ETag, gets when the object changed meanwhile.
+_CHANGED_WHILE_READ = frozenset({"PreconditionFailed", "NoSuchKey", "InvalidRange"})
 
 
 class AssetStore:
@@ -60,6 +67,29 @@ class AssetStore:
             response = self._client.get_object(Bucket=self._bucket, Key=key)
         except self._client.exceptions.NoSuchKey:
             return None
+        body, etag = response["Body"], response["ETag"]
+        return Asset(
+            size=response["ContentLength"],
+            chunks=body.iter_chunks(READ_CHUNK),
+            close=body.close,
+            reopen=lambda offset: self._open_from(key, offset, etag),
+        )
+
+    def _open_from(self, key: str, offset: int, etag: str) -> Asset:
+        """The object's bytes from ``offset`` on (a ranged GetObject), only if it is still the version
+        first read (If-Match its ETag): a changed or deleted object raises ContentMismatchError."""
+        from botocore.exceptions import ClientError
+
+        from data_export.archive import ContentMismatchError
+
+        try:
+            response = self._client.get_object(
+                Bucket=self._bucket, Key=key, Range=f"bytes={offset}-", IfMatch=etag
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in _CHANGED_WHILE_READ:
+                raise ContentMismatchError(f"asset {key} changed while it was read") from exc
+            raise
         body = response["Body"]
         return Asset(size=response["ContentLength"], chunks=body.iter_chunks(READ_CHUNK), close=body.close)
 
