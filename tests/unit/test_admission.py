@@ -104,6 +104,20 @@ def test_slots_never_let_units_exceed_the_builders_concurrency() -> None:
     assert Settings(**base).execution_slots == 2  # type: ignore[arg-type]
 
 
+def test_the_map_builds_as_many_units_at_once_as_settings_count_per_slot() -> None:
+    from data_export_cli.template import load_template
+
+    template = load_template()
+    states = template["Resources"]["ExportStateMachine"]["Properties"]["Definition"]["States"]
+    assert states["BuildUnits"]["MaxConcurrency"] == UNITS_AT_ONCE
+    builders = template["Parameters"]["MaxConcurrentUnitBuilds"]
+    assert builders["MinValue"] >= UNITS_AT_ONCE  # one slot at least, never more units than builders
+    worker = template["Resources"]["ExportWorkerFunction"]["Properties"]["Environment"]["Variables"]
+    assert worker["MAX_CONCURRENT_UNIT_BUILDS"] == {"Ref": "MaxConcurrentUnitBuilds"}
+    unit_builder = template["Resources"]["ExportBuildUnitFunction"]["Properties"]
+    assert unit_builder["ReservedConcurrentExecutions"] == {"Ref": "MaxConcurrentUnitBuilds"}
+
+
 def test_the_slots_item_is_no_organizations() -> None:
     from data_export.storage.slots import SLOTS_KEY
 

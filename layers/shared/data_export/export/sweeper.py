@@ -60,6 +60,8 @@ class JobSweeper:
         # Counted before the jobs are read: a job found pending below was pending then too, so a queue
         # empty then held none of its requests, neither waiting nor being handled.
         queued = self.queue.depth()
+        if queued is None:  # no job is failed as never started until the queue can be counted again
+            logger.warning("The export queue's message counts could not be read (sqs:GetQueueAttributes)")
         for job in self.jobs.iter_open():
             if job.status is JobStatus.PENDING:
                 outcome = self._sweep_pending(job, now, queued)
