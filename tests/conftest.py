@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,14 +80,15 @@ _iam_trace = _IamTrace()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
     import time
 
     if _iam_trace.directory and _iam_trace.stack is not None:
         _iam_trace.stack.grants_used.clear()
     started = time.monotonic()
-    yield
-    if _iam_trace.directory and _iam_trace.stack is not None:
+    outcome = yield
+    # Only a test that passes with every grant can prove one: it must fail once that grant is gone.
+    if _iam_trace.directory and _iam_trace.stack is not None and outcome.excinfo is None:
         _iam_trace.tests[item.nodeid] = {
             "seconds": time.monotonic() - started,
             "grants": sorted(

@@ -7,6 +7,7 @@ server is called as the stack's admin (what the stack put in the environment); e
 from __future__ import annotations
 
 import os
+from contextlib import AbstractContextManager
 
 
 def test_credentials() -> dict[str, str]:
@@ -14,3 +15,11 @@ def test_credentials() -> dict[str, str]:
         "aws_access_key_id": os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
         "aws_secret_access_key": os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
     }
+
+
+def as_function(logical_id: str) -> AbstractContextManager[None]:
+    """Test code doing what a function does (signing a download URL as the poll does) with its role, as the
+    local stack runs that function: the admin may not, for one, assume the download-signing role."""
+    from data_export_cli.iam import acting_as
+
+    return acting_as(f"data-export-{logical_id}Role")

@@ -26,6 +26,7 @@ def proofs() -> dict[str, Any]:
     return dict(json.loads(PROOFS.read_text(encoding="utf-8"))) if PROOFS.exists() else {}
 
 
+@pytest.mark.iam_proof
 def test_every_granted_action_has_a_proof() -> None:
     granted = set(template_grants())
     proven = set(proofs())
@@ -33,7 +34,7 @@ def test_every_granted_action_has_a_proof() -> None:
     assert proven - granted == set(), "stale proofs: run `make iam-proofs`"
 
 
-@pytest.mark.slow
+@pytest.mark.iam_proof
 @pytest.mark.parametrize("grant", sorted(proofs()))
 def test_the_proof_fails_without_its_grant(grant: str, tmp_path: Path) -> None:
     from data_export_cli.stack import GrantRef

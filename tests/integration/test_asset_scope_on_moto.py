@@ -28,6 +28,7 @@ from data_export.storage.layout import asset_key, asset_ref, partition_key
 from data_export.storage.objects import Asset
 
 from tests.archive_checks import MANIFEST_SCHEMA, archive_files
+from tests.credentials import as_function
 from tests.jobs import MIB, chunking_dispatcher, create_job
 
 
@@ -105,7 +106,8 @@ def organizations(stack: Any) -> dict[str, Any]:
 
 
 def download(job: Job) -> bytes:
-    url = wiring.export_service().describe(job).download_url
+    with as_function("GetExportFunction"):
+        url = wiring.export_service().describe(job).download_url
     assert url is not None
     with urllib.request.urlopen(url, timeout=60) as response:
         return bytes(response.read())

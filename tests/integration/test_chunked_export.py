@@ -32,6 +32,7 @@ from tests.archive_checks import (
     check_with_real_tools,
     section_counts,
 )
+from tests.credentials import as_function
 from tests.jobs import MIB, chunking_dispatcher, create_job
 
 
@@ -73,7 +74,8 @@ def leftovers(stack: Any, job: Job) -> tuple[list[str], list[str]]:
 
 
 def download(job: Job) -> bytes:
-    url = wiring.export_service().describe(job).download_url
+    with as_function("GetExportFunction"):
+        url = wiring.export_service().describe(job).download_url
     assert url is not None
     with urllib.request.urlopen(url, timeout=60) as response:
         return bytes(response.read())
@@ -88,7 +90,8 @@ def test_chunked_export_is_the_whole_organization(
     assert job.status is JobStatus.COMPLETED and job.error is None
     assert job.units_total >= 8 and job.units_done == {f"{u}" for u in job.units_done}
     assert len(job.units_done) == job.units_total
-    response = wiring.export_service().describe(job).model_dump(mode="json")
+    with as_function("GetExportFunction"):
+        response = wiring.export_service().describe(job).model_dump(mode="json")
     assert section_counts(response["sections"]) == EXAMPLE_SECTION_COUNTS
     data = download(job)
     assert len(data) == job.file_size_bytes

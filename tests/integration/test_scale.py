@@ -23,6 +23,7 @@ from data_export.settings import get_settings
 from data_export_cli.seed import generate_bytes, seed_stores, validate_fixture_data
 
 from tests.archive_checks import check_with_real_tools
+from tests.credentials import as_function
 from tests.jobs import MIB, chunking_dispatcher, create_job
 
 # Its own pytest run (see the Makefile): minutes of CPU that would starve other tests' workers.
@@ -149,7 +150,8 @@ def test_seventy_thousand_files_in_many_units(
     assert counts["locations"] == (LOCATIONS, 0) and counts["offers"] == (OFFERS, 0)
 
     archive = tmp_path / done.output_filename
-    url = wiring.export_service().describe(done).download_url
+    with as_function("GetExportFunction"):
+        url = wiring.export_service().describe(done).download_url
     assert url is not None
     with urllib.request.urlopen(url, timeout=300) as response, archive.open("wb") as out:
         while chunk := response.read(8 * MIB):
