@@ -20,6 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from data_export_cli.limits import LambdaLimitError
+
 InvokeFunction = Callable[[str, Any], Any]  # (function name, decoded JSON payload) -> JSON-able result
 # (caller's access key id or None, function name) -> may it invoke? Lambda checks lambda:InvokeFunction.
 AuthorizeInvoke = Callable[[str | None, str], bool]
@@ -73,9 +75,11 @@ class LambdaService:
         host: str = "127.0.0.1",
         port: int = 0,
         authorize: AuthorizeInvoke | None = None,
+        max_payload_bytes: int | None = None,
     ) -> None:
         self._invoke = invoke
         self._authorize = authorize
+        self._max_payload_bytes = max_payload_bytes  # a bigger request is refused (413), as Lambda does
         upstream = urlsplit(moto_endpoint)
         if upstream.scheme != "http" or not upstream.hostname:
             raise ValueError(f"moto endpoint must be an http:// URL, not {moto_endpoint!r}")
@@ -123,7 +127,9 @@ class LambdaService:
         invocation_type: str = "RequestResponse",
         access_key_id: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
-        """Lambda's answer to an ``Invoke`` call: (status, headers, body)."""
+        """Lambda's answer to an ``Invoke`` call: (status, headers, body). The callable raises
+        ``LambdaLimitError`` for what Lambda refuses (throttling: 429 TooManyRequestsException); an exception
+        with an ``error_type`` (a timeout: Sandbox.Timedout) is the function error of that type."""
         request_id = str(uuid.uuid4())
         headers = {"Content-Type": "application/json", "x-amzn-RequestId": request_id}
         name = function_name(function)
@@ -132,6 +138,13 @@ class LambdaService:
                 403,
                 "AccessDeniedException",
                 f"User is not authorized to perform: lambda:InvokeFunction on resource: {function}",
+            )
+        if self._max_payload_bytes is not None and len(payload) > self._max_payload_bytes:
+            return _error(
+                413,
+                "RequestEntityTooLargeException",
+                f"Request must be smaller than {self._max_payload_bytes} bytes "
+                "for the InvokeFunction operation",
             )
         try:
             event = json.loads(payload) if payload.strip() else {}
@@ -151,6 +164,8 @@ class LambdaService:
             result = self._invoke(name, event)
         except FunctionNotFoundError:
             return _error(404, "ResourceNotFoundException", f"Function not found: {function}")
+        except LambdaLimitError as exc:
+            return _error(exc.status, exc.error_type, str(exc), exc.body)
         except Exception as exc:  # the function's failure is the caller's data, never this server's
             headers["X-Amz-Function-Error"] = "Unhandled"
             return 200, headers, _json_bytes(_error_body(exc, request_id, skip_frames=1))
@@ -169,7 +184,9 @@ class LambdaService:
     def _run_event(self, name: str, event: Any) -> None:
         try:
             self._invoke(name, event)
-        except Exception:  # an asynchronous invocation has no caller to answer: log it, as Lambda does
+        # An asynchronous invocation has no caller to answer: log it, as Lambda does (a throttled one too:
+        # Lambda's retries of asynchronous events are not emulated).
+        except Exception:
             LOGGER.exception("Asynchronous invocation of %s failed", name)
 
     # -- HTTP --------------------------------------------------------------------------------------
@@ -283,19 +300,21 @@ def _error_body(exc: BaseException, request_id: str, skip_frames: int) -> dict[s
     frames = traceback.extract_tb(exc.__traceback__)[skip_frames:]  # skip this server's own frame
     return {
         "errorMessage": str(exc),
-        "errorType": type(exc).__name__,
+        "errorType": str(getattr(exc, "error_type", None) or type(exc).__name__),
         "requestId": request_id,
         "stackTrace": traceback.format_list(frames),
     }
 
 
-def _error(status: int, error_type: str, message: str) -> tuple[int, dict[str, str], bytes]:
+def _error(
+    status: int, error_type: str, message: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, str], bytes]:
     headers = {
         "Content-Type": "application/json",
         "x-amzn-ErrorType": error_type,
         "x-amzn-RequestId": str(uuid.uuid4()),
     }
-    return status, headers, _json_bytes({"Type": "User", "message": message})
+    return status, headers, _json_bytes(body or {"Type": "User", "message": message})
 
 
 def _json_bytes(value: Any) -> bytes:

@@ -6,20 +6,35 @@ moto server over real HTTP. There is no special code path in the functions for r
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import os
 import re
+import sys
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from botocore.credentials import ReadOnlyCredentials
 
+from data_export_cli.limits import (
+    Concurrency,
+    Environment,
+    FunctionError,
+    FunctionTimedOutError,
+    HistoryLimit,
+    Limits,
+    RequestTooLargeError,
+    TooManyRequestsError,
+    payload_size,
+    run_with_timeout,
+)
 from data_export_cli.template import TEMPLATE_PATH, FunctionSpec, Template, load_template
 
 REGION = "us-east-1"
@@ -73,15 +88,21 @@ class LambdaContext:
 
     function_name: str
     memory_limit_in_mb: int
-    timeout_seconds: int
+    timeout_seconds: float
     aws_request_id: str
     invoked_function_arn: str
     function_version: str = "$LATEST"
     log_group_name: str = ""
     log_stream_name: str = ""
+    deadline: float = field(default=0.0, repr=False)  # time.monotonic() at which the function times out
+
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = time.monotonic() + self.timeout_seconds
 
     def get_remaining_time_in_millis(self) -> int:
-        return self.timeout_seconds * 1000
+        """Counts down from the function's timeout, as Lambda's does."""
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -115,6 +136,7 @@ class LocalStack:
         enforce_iam: bool = True,
         without_grant: GrantRef | None = None,
         denial_log: Path | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.host = host
         self._moto_port = moto_port
@@ -126,8 +148,11 @@ class LocalStack:
         for logical_id in self.functions:
             self.arns[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}"
         self._handlers: dict[str, Handler] = {}
-        # One lock per function: like one warm Lambda container, a handler serves one event at a time.
-        self._locks = {name: threading.Lock() for name in self.functions}
+        # AWS's limits (data_export_cli.limits): concurrency, timeouts, payloads, queues, execution history;
+        # DATA_EXPORT_LOCAL_* variables lower them when no Limits are given.
+        self.limits = limits if limits is not None else Limits.from_environment()
+        self.concurrency = self._concurrency()
+        self._history_limit: HistoryLimit | None = None
         self._extra_environment = extra_environment or {}
         self._server: Any = None
         self._lambda_service: Any = None
@@ -167,6 +192,7 @@ class LocalStack:
         os.environ.pop("AWS_PROFILE", None)
         self._start_lambda_service()
         self._create_resources()
+        self._enforce_limits()
         if self.enforce_iam:
             self._enforce_iam()
         os.environ.update(self.function_environment())
@@ -177,6 +203,9 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        if self._history_limit is not None:
+            self._history_limit.uninstall()  # moto's classes are the process's: leave them as they were
+            self._history_limit = None
         if self.enforce_iam:
             from data_export_cli import strict_aws
 
@@ -205,7 +234,11 @@ class LocalStack:
         from data_export_cli.lambda_service import LambdaService, enable_stepfunctions_execution
 
         self._lambda_service = LambdaService(
-            self._invoke_by_name, self.endpoint_url, host=self.host, authorize=self._authorize_invoke_by_name
+            self._invoke_by_name,
+            self.endpoint_url,
+            host=self.host,
+            authorize=self._authorize_invoke_by_name,
+            max_payload_bytes=self.limits.invoke_payload_bytes if self.limits.enabled else None,
         ).start()
         os.environ["MOTO_PORT"] = str(self._lambda_service.port)
         enable_stepfunctions_execution(self.endpoint_url)
@@ -505,21 +538,202 @@ class LocalStack:
             self._handlers[logical_id] = getattr(module, spec.handler)
         return self._handlers[logical_id]
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(
+        self, logical_id: str, event: dict[str, Any], *, environment: Environment | None = None
+    ) -> dict[str, Any]:
+        """Run the function on ``event`` as Lambda would: refused if the request is too big
+        (RequestTooLargeError) or the function has no free concurrency (TooManyRequestsError); failed with
+        FunctionTimedOutError past its timeout, FunctionError if its response is too big. ``environment``:
+        one ``reserve`` gave (an event source that waited for free concurrency before receiving)."""
+        try:
+            if self.limits.enabled:
+                size = payload_size(event)
+                if size > self.limits.invoke_payload_bytes:
+                    self.concurrency.count(logical_id, oversized_requests=1)
+                    raise RequestTooLargeError(size, self.limits.invoke_payload_bytes)
+            if environment is None:
+                environment = self.concurrency.acquire(logical_id)
+                if environment is None:
+                    self.concurrency.count(logical_id, throttles=1)
+                    raise TooManyRequestsError(
+                        self._name(logical_id), self.concurrency.stats[logical_id].reserved
+                    )
+        except BaseException:
+            if environment is not None:
+                self.concurrency.release(environment)
+            raise
+        return self._run(logical_id, environment, event)
+
+    def reserve(self, logical_id: str, timeout: float) -> Environment | None:
+        """An execution environment of the function, waiting up to ``timeout`` seconds for free concurrency
+        (as Lambda's SQS poller does before it receives); hand it to ``invoke``, or give it ``release``."""
+        return self.concurrency.acquire(logical_id, timeout)
+
+    def release(self, environment: Environment) -> None:
+        self.concurrency.release(environment)
+
+    def _run(self, logical_id: str, environment: Environment, event: dict[str, Any]) -> dict[str, Any]:
         spec: FunctionSpec = self.functions[logical_id]
+        timeout = self.concurrency.stats[logical_id].timeout_seconds
         context = LambdaContext(
             function_name=self._name(logical_id),
             memory_limit_in_mb=spec.memory_size,
-            timeout_seconds=spec.timeout,
+            timeout_seconds=timeout,
             aws_request_id=str(uuid.uuid4()),
             invoked_function_arn=f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}",
         )
-        handler = self.handler(logical_id)
-        with self.acting_as(logical_id):
-            if not spec.routes and not spec.queues:
-                return handler(event, context)  # a Step Functions task: Map runs many at once, as Lambda does
-            with self._locks[logical_id]:  # API and queue handlers keep per-event state in their module
-                return handler(event, context)
+        try:
+            if environment.handler is None:
+                environment.handler = self._environment_handler(logical_id, environment.index)
+        except BaseException:
+            self.concurrency.release(environment, reusable=False)
+            raise
+        handler = environment.handler
+
+        def run() -> dict[str, Any]:
+            with self.acting_as(logical_id):
+                return handler(event, context)  # type: ignore[no-any-return]
+
+        started = time.monotonic()
+        self.concurrency.count(logical_id, invocations=1)
+        if self.limits.enabled:
+            finished, result, error = run_with_timeout(run, timeout, f"lambda-{logical_id}")
+        else:
+            finished, result, error = True, None, None
+            try:
+                result = run()
+            except BaseException as exc:  # raised again below, after the bookkeeping
+                error = exc
+        self.concurrency.count(logical_id, busy_seconds=time.monotonic() - started)
+        if not finished:
+            # Lambda discards the environment of a function that timed out; this one's thread runs on.
+            self.concurrency.release(environment, reusable=False)
+            self.concurrency.count(logical_id, timeouts=1)
+            raise FunctionTimedOutError(context.aws_request_id, timeout)
+        self.concurrency.release(environment)
+        if error is not None:
+            self.concurrency.count(logical_id, errors=1)
+            raise error
+        if self.limits.enabled:
+            size = payload_size(result)
+            if size > self.limits.invoke_payload_bytes:
+                self.concurrency.count(logical_id, oversized_responses=1)
+                raise FunctionError(
+                    "Function.ResponseSizeTooLarge",
+                    f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
+                    f"({self.limits.invoke_payload_bytes} bytes).",
+                )
+        return result  # type: ignore[no-any-return]
+
+    def _environment_handler(self, logical_id: str, index: int) -> Handler:
+        """The handler of one execution environment: the first runs the module as imported (tests patch
+        it), every further one a fresh copy of it, so that no two concurrent events share module state
+        (Powertools' resolver keeps the current event on its app, the batch processor its records)."""
+        if index == 0:
+            return self.handler(logical_id)
+        spec = self.functions[logical_id]
+        source = importlib.import_module(spec.module).__file__
+        name = f"{spec.module}[{logical_id}#{index}]"
+        module_spec = importlib.util.spec_from_file_location(name, source or "")
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot load {spec.module} again from {source}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[name] = module  # what typing and pydantic look a module's names up in
+        module_spec.loader.exec_module(module)
+        handler: Handler = getattr(module, spec.handler)
+        return handler
+
+    # -- limits ------------------------------------------------------------------------------------
+    def _concurrency(self) -> Concurrency:
+        limits = self.limits
+        known = set(self.functions)
+        for what, overrides in (
+            ("reserved_concurrency", limits.reserved_concurrency),
+            ("maximum_concurrency", limits.maximum_concurrency),
+            ("timeouts", limits.timeouts),
+        ):
+            if set(overrides) - known:
+                raise ValueError(
+                    f"Limits.{what}: unknown function(s) {', '.join(sorted(set(overrides) - known))}; "
+                    f"known: {', '.join(sorted(known))}"
+                )
+        if not limits.enabled:
+            return Concurrency(
+                dict.fromkeys(self.functions), sys.maxsize, dict.fromkeys(self.functions, float("inf"))
+            )
+        reserved: dict[str, int | None] = {}
+        timeouts: dict[str, float] = {}
+        for logical_id, spec in self.functions.items():
+            properties = self.template.resources[logical_id].get("Properties", {})
+            value = limits.reserved_concurrency.get(
+                logical_id, properties.get("ReservedConcurrentExecutions")
+            )
+            reserved[logical_id] = None if value is None else int(self.resolve(value))
+            timeouts[logical_id] = limits.timeouts.get(logical_id, spec.timeout) * limits.timeout_scale
+        return Concurrency(reserved, limits.account_concurrency, timeouts)
+
+    def event_source_concurrency(self, function_id: str, queue_id: str) -> int | None:
+        """ScalingConfig.MaximumConcurrency of the function's SQS event source on the queue (None: unset)."""
+        if not self.limits.enabled:
+            return None
+        if function_id in self.limits.maximum_concurrency:
+            return int(self.limits.maximum_concurrency[function_id])
+        properties = self.template.resources[function_id].get("Properties", {})
+        for source in properties.get("Events", {}).values():
+            queue = source.get("Properties", {}).get("Queue")
+            queue_of = queue["Fn::GetAtt"][0] if isinstance(queue, dict) and "Fn::GetAtt" in queue else queue
+            if source.get("Type") == "SQS" and queue_of == queue_id:
+                maximum = source["Properties"].get("ScalingConfig", {}).get("MaximumConcurrency")
+                return None if maximum is None else int(self.resolve(maximum))
+        return None
+
+    def _enforce_limits(self) -> None:
+        """The queues' lowered visibility timeouts and receive counts; Step Functions' history limit."""
+        if not self.limits.enabled:
+            return
+        queues = self.template.of_type("AWS::SQS::Queue")
+        sqs = self.client("sqs")
+        for queue_id in {*self.limits.visibility_timeouts, *self.limits.max_receive_counts}:
+            if queue_id not in queues:
+                raise ValueError(f"Limits: unknown queue {queue_id}; known: {', '.join(sorted(queues))}")
+            attributes = {}
+            if queue_id in self.limits.visibility_timeouts:
+                attributes["VisibilityTimeout"] = str(self.limits.visibility_timeouts[queue_id])
+            if queue_id in self.limits.max_receive_counts:
+                policy = self.resolve(queues[queue_id]["Properties"]["RedrivePolicy"])
+                policy["maxReceiveCount"] = self.limits.max_receive_counts[queue_id]
+                attributes["RedrivePolicy"] = json.dumps(policy)
+            sqs.set_queue_attributes(QueueUrl=self.physical[queue_id], Attributes=attributes)
+        self._history_limit = HistoryLimit(self.limits.history_events, self._history_exceeded).install()
+
+    @property
+    def history_limit(self) -> HistoryLimit | None:
+        """Step Functions' history limit as enforced (its ``limit`` may be lowered while running)."""
+        return self._history_limit
+
+    def _history_exceeded(self, execution_arn: str) -> None:
+        logging.getLogger("data_export_cli.limits").warning(
+            "Execution %s reached Step Functions' limit of %d history events: it fails with States.Runtime",
+            execution_arn,
+            self.limits.history_events,
+        )
+
+    def limits_report(self) -> dict[str, Any]:
+        """What the runtime enforced and saw so far: per function its limit, invocations, the most events
+        at once, throttles, timeouts, errors; per queue what the poller received, deleted and returned; the
+        executions failed at the history limit."""
+        concurrency = self.concurrency
+        with concurrency._condition:
+            functions = {name: dict(vars(stats)) for name, stats in concurrency.stats.items()}
+            queues = {name: dict(vars(stats)) for name, stats in concurrency.queues.items()}
+        return {
+            "enabled": self.limits.enabled,
+            "account_concurrency": self.limits.account_concurrency if self.limits.enabled else None,
+            "unreserved_concurrency": concurrency.unreserved_limit if self.limits.enabled else None,
+            "functions": functions,
+            "queues": queues,
+            "history_limit_failures": list(self._history_limit.exceeded) if self._history_limit else [],
+        }
 
     def acting_as(self, logical_id: str) -> Any:
         """AWS calls inside are the function's own, signed with its role's credentials (when IAM is on)."""

@@ -36,8 +36,19 @@ def sqs_event(messages: list[dict[str, Any]], queue_arn: str) -> dict[str, Any]:
 
 
 class QueuePoller:
-    def __init__(self, stack: LocalStack) -> None:
+    """Lambda's SQS event source mappings: for each queue wired to a function, receive a batch only while
+    the function has free concurrency and fewer batches are in flight than the event source's
+    ``ScalingConfig.MaximumConcurrency``, invoke the function with it in a thread of its own, and delete
+    what the function did not report as failed. What is not deleted comes back after the queue's visibility
+    timeout, and moto moves a message received more than ``maxReceiveCount`` times to the dead-letter
+    queue on its next receive, as SQS does."""
+
+    # How long a poller waits for free concurrency before it looks again (and notices stop()).
+    _WAIT = 0.25
+
+    def __init__(self, stack: LocalStack, wait_seconds: int = 1) -> None:
         self.stack = stack
+        self.wait_seconds = wait_seconds  # long polling of each receive
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sqs = stack.client("sqs")
@@ -60,54 +71,127 @@ class QueuePoller:
             thread.join(timeout=30)
 
     def poll_once(self, queue_id: str, function_id: str, batch_size: int, wait_seconds: int = 1) -> int:
-        """Deliver one batch; returns how many messages were received. Lambda's poller receives and deletes
-        with the function's role (SAM grants it AWSLambdaSQSQueueExecutionRole for the event source)."""
-        with self.stack.acting_as(function_id):
-            return self._poll_once(queue_id, function_id, batch_size, wait_seconds)
-
-    def _poll_once(self, queue_id: str, function_id: str, batch_size: int, wait_seconds: int) -> int:
-        queue_url = self.stack.physical[queue_id]
-        received = self._sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=min(batch_size, 10),
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        if not received:
+        """Deliver one batch, in this thread, once the function has free concurrency; returns how many
+        messages were received (0 when it had none for ``wait_seconds``)."""
+        environment = self.stack.reserve(function_id, timeout=wait_seconds)
+        if environment is None:
             return 0
-        try:
-            response = self.stack.invoke(function_id, sqs_event(received, self.stack.arns[queue_id]))
-        except Exception:
-            logger.exception("Function failed on a batch; messages return after their visibility timeout")
-            return len(received)
-        failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
-        for message in received:
-            if message["MessageId"] not in failed:
-                self._sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        received = self._receive(queue_id, function_id, batch_size, wait_seconds, environment)
+        if received:
+            self._deliver(queue_id, function_id, received, environment)
         return len(received)
 
+    def _receive(
+        self, queue_id: str, function_id: str, batch_size: int, wait_seconds: int, environment: Any
+    ) -> list[dict[str, Any]]:
+        """A batch (the environment handed on with it), or none (the environment given back). Lambda's poller
+        receives and deletes with the function's role (SAM grants it AWSLambdaSQSQueueExecutionRole)."""
+        try:
+            with self.stack.acting_as(function_id):
+                received: list[dict[str, Any]] = self._sqs.receive_message(
+                    QueueUrl=self.stack.physical[queue_id],
+                    MaxNumberOfMessages=min(batch_size, 10),
+                    WaitTimeSeconds=wait_seconds,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+        except BaseException:
+            self.stack.release(environment)
+            raise
+        if not received:
+            self.stack.release(environment)
+        return received
+
+    def _deliver(
+        self, queue_id: str, function_id: str, received: list[dict[str, Any]], environment: Any
+    ) -> None:
+        counts = self.stack.concurrency
+        receive_count = max(int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)) for m in received)
+        counts.count_queue(queue_id, batches=1, received=len(received), receive_count=receive_count)
+        try:
+            event = sqs_event(received, self.stack.arns[queue_id])
+        except BaseException:
+            self.stack.release(environment)
+            raise
+        try:
+            response = self.stack.invoke(function_id, event, environment=environment)
+        except Exception:
+            logger.exception(
+                "Function failed on a batch; its messages return after their visibility timeout",
+                extra={"function": function_id, "queue": queue_id},
+            )
+            counts.count_queue(queue_id, returned=len(received))
+            return
+        failed = {item["itemIdentifier"] for item in (response or {}).get("batchItemFailures", [])}
+        with self.stack.acting_as(function_id):
+            for message in received:
+                if message["MessageId"] in failed:
+                    counts.count_queue(queue_id, returned=1)
+                    continue
+                self._sqs.delete_message(
+                    QueueUrl=self.stack.physical[queue_id], ReceiptHandle=message["ReceiptHandle"]
+                )
+                counts.count_queue(queue_id, deleted=1)
+
     def _poll(self, queue_id: str, function_id: str, batch_size: int) -> None:
+        maximum = self.stack.event_source_concurrency(function_id, queue_id)
+        batches = threading.BoundedSemaphore(maximum) if maximum else None
         while not self._stop.is_set():
+            if batches is not None and not batches.acquire(timeout=self._WAIT):
+                continue  # MaximumConcurrency batches in flight already
+            handed_on = False
             try:
-                self.poll_once(queue_id, function_id, batch_size)
+                environment = self.stack.reserve(function_id, timeout=self._WAIT)
+                if environment is None:
+                    continue  # the function has no free concurrency: receive nothing
+                received = self._receive(queue_id, function_id, batch_size, self.wait_seconds, environment)
+                if received:
+                    threading.Thread(
+                        target=self._deliver_and_release,
+                        args=(queue_id, function_id, received, environment, batches),
+                        name=f"sqs-{queue_id}-batch",
+                        daemon=True,
+                    ).start()
+                    handed_on = True
             except Exception:
                 if not self._stop.is_set():
                     logger.exception("Polling failed", extra={"queue": queue_id})
                     self._stop.wait(1)
+            finally:
+                if batches is not None and not handed_on:
+                    batches.release()
+
+    def _deliver_and_release(
+        self,
+        queue_id: str,
+        function_id: str,
+        received: list[dict[str, Any]],
+        environment: Any,
+        batches: threading.BoundedSemaphore | None,
+    ) -> None:
+        try:
+            self._deliver(queue_id, function_id, received, environment)
+        except Exception:
+            logger.exception("Deleting delivered messages failed", extra={"queue": queue_id})
+        finally:
+            if batches is not None:
+                batches.release()
 
 
 class Scheduler:
-    """A local EventBridge schedule: invokes each function with a Schedule event every `rate(...)`."""
+    """A local EventBridge schedule: invokes each function with a Schedule event every `rate(...)`, or every
+    ``every[function]`` seconds (a test's accelerated clock)."""
 
-    def __init__(self, stack: LocalStack) -> None:
+    def __init__(self, stack: LocalStack, every: dict[str, float] | None = None) -> None:
         self.stack = stack
+        self.every = every or {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> Scheduler:
         for spec in self.stack.functions.values():
-            for seconds in spec.schedules:
+            for rate in spec.schedules:
+                seconds = self.every.get(spec.logical_id, rate)
                 thread = threading.Thread(
                     target=self._run,
                     args=(spec.logical_id, seconds),
@@ -123,7 +207,7 @@ class Scheduler:
         for thread in self._threads:
             thread.join(timeout=30)
 
-    def _run(self, function_id: str, seconds: int) -> None:
+    def _run(self, function_id: str, seconds: float) -> None:
         while not self._stop.wait(seconds):
             event = {
                 "version": "0",
