@@ -225,3 +225,36 @@ def test_more_big_exports_than_slots_all_complete_one_at_a_time(
         assert done.units_total > 1 and len(done.units_done) == done.units_total
         assert archives(stack, job) == [done.object_key]
     assert not set(wiring.admission().slots.holders() or {}) & {job.job_id for job in jobs}
+
+
+def test_a_worker_reclaims_the_slot_of_an_execution_that_died(
+    stack: Any, api_url: str, one_slot_dispatcher: dict[str, Any]
+) -> None:
+    """The one slot is held by an export whose execution is gone (stopped by a cancel, say): the next request
+    that finds no slot free checks the holder's execution, frees the slot and starts at once."""
+    slots = wiring.admission().slots
+    assert not set(slots.holders() or {}), "no export of another test holds a slot"
+    dead = new_id()
+    assert slots.take(dead, limit=1, now=int(time.time()) - START_GRACE_SECONDS - 1)
+    job = create_job(ACME)
+    ExportQueue(stack.client("sqs"), stack.physical["ExportQueue"]).send(
+        ExportRequestMessage(organization_id=ACME, job_id=job.job_id)
+    )
+    deadline = time.monotonic() + 120
+    while get(job).status is not JobStatus.COMPLETED:
+        assert time.monotonic() < deadline, get(job)
+        time.sleep(0.2)
+    assert [o for j, o in one_slot_dispatcher["outcomes"] if j == job.job_id] == [Dispatch.STARTED]
+    assert dead not in (slots.holders() or {})
+
+
+def test_the_sweeper_function_counts_the_queue(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run as the scheduled function, with its own role: it reads the queue's counts, without which it
+    could never tell a lost request from a waiting one (and so would never fail a job as never started)."""
+    queue = wiring.sweeper().queue
+    counted: list[int | None] = []
+    depth = queue.depth
+    monkeypatch.setattr(queue, "depth", lambda: counted.append(depth()) or counted[-1])
+    report = stack.invoke("ExportSweeperFunction", {"detail-type": "Scheduled Event", "detail": {}})
+    assert set(report) == {"requeued", "failed", "alive"}
+    assert len(counted) == 1 and counted[0] is not None

@@ -40,7 +40,12 @@ class Admission:
             return True
         if self.slots.take(job_id, limit=limit, now=now):
             return True
-        return bool(self.reclaim(now)) and self.slots.take(job_id, limit=limit, now=now)
+        try:
+            freed = self.reclaim(now)
+        except self.stepfunctions.exceptions.ClientError:  # the sweeper reclaims them too: wait meanwhile
+            logger.warning("Could not check the executions holding slots", exc_info=True)
+            return False
+        return bool(freed) and self.slots.take(job_id, limit=limit, now=now)
 
     def release(self, job_id: str) -> None:
         """Give the job's slot back (a no-op when it holds none)."""
