@@ -406,7 +406,7 @@ def test_every_function_gets_the_settings_environment(template: dict[str, Any]) 
         extra = {"EXPORT_STATE_MACHINE_ARN"} if uses_state_machine else set()
         if name == "ExportWorkerFunction":  # admission control: the execution slots of big exports
             extra |= {"MAX_CONCURRENT_UNIT_BUILDS"}
-        if name == "GetExportFunction":
+        if name in ("GetExportFunction", "StartExportFunction"):  # they answer download URLs
             extra = {"DOWNLOAD_SIGNING_ROLE_ARN"}
         assert {key: value for key, value in variables.items() if key not in extra} == ENVIRONMENT
         assert extra <= set(variables)

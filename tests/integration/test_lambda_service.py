@@ -442,6 +442,22 @@ def test_other_requests_reach_moto_unchanged(service: LambdaService, moto_endpoi
     assert item == {"pk": {"S": "k"}, "n": {"N": "5"}}
 
 
+@pytest.fixture
+def anonymous_s3_allowed() -> Iterator[None]:
+    """An unsigned request reaches moto: with a local stack enforcing IAM in this process, for this test
+    only (the forwarding is under test, not authorization, and signing a chunked body is beside it)."""
+    from data_export_cli import strict_aws
+    from moto import settings
+
+    enforced = settings.INITIAL_NO_AUTH_ACTION_COUNT == 0
+    strict_aws.enforce(False)
+    try:
+        yield
+    finally:
+        strict_aws.enforce(enforced)
+
+
+@pytest.mark.usefixtures("anonymous_s3_allowed")
 def test_chunked_request_body_is_forwarded(service: LambdaService, moto_endpoint: str) -> None:
     bucket = f"chunked-{uuid.uuid4().hex[:12]}"
     client("s3", moto_endpoint).create_bucket(Bucket=bucket)

@@ -548,11 +548,14 @@ def test_a_presigned_url_works_until_it_expires(world: World) -> None:
 
 
 def test_an_expired_role_session_is_refused(world: World) -> None:
-    expiring = mint(WORKER, duration=1)
+    # Long enough to be used once even on a busy machine, then outlived.
+    lifetime = 5
+    minted = time.monotonic()
+    expiring = mint(WORKER, duration=lifetime)
     url = presign(world, expiring, "exports/present")
     ddb, s3 = world.client("dynamodb", expiring), world.client("s3", expiring)
     ddb.get_item(TableName=TABLE_A, Key=KEY)
-    time.sleep(1.2)
+    time.sleep(max(0.0, minted + lifetime + 1.2 - time.monotonic()))
 
     error = refused(ddb.get_item, TableName=TABLE_A, Key=KEY)
     assert (error["Error"]["Code"], error["ResponseMetadata"]["HTTPStatusCode"]) == (
