@@ -665,7 +665,9 @@ def test_state_machine_retries_transient_errors_and_fails_cleanly(resources: dic
     }
     for name, task in tasks.items():
         retried = {error for retry in task["Retry"] for error in retry["ErrorEquals"]}
-        assert {"TransientExportError", "Lambda.ServiceException", "States.Timeout"} <= retried, name
+        # A task's own timeout (States.Timeout) and its Lambda's (Sandbox.Timedout) alike.
+        timeouts = {"States.Timeout", "Sandbox.Timedout"}
+        assert {"TransientExportError", "Lambda.ServiceException", *timeouts} <= retried, name
         assert all(retry["BackoffRate"] > 1 and retry["MaxAttempts"] >= 3 for retry in task["Retry"]), name
     for name in ("Plan", "BuildUnits", "Assemble"):
         assert states[name]["Catch"] == [
