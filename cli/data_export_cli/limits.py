@@ -429,5 +429,12 @@ class HistoryLimit:
             error=HISTORY_ERROR,
             cause=f"The execution reached the maximum number of history events ({self.limit}).",
         )
+
+        def fail() -> None:
+            with root._state_mutex:
+                root.set_error(details)
+                # Final: the states still running fail too, and would set their own error in its place.
+                root.set_error = lambda error: None
+
         # Not under the event manager's lock (held here): the states take the environment's lock first.
-        threading.Thread(target=root.set_error, args=(details,), name="history-limit", daemon=True).start()
+        threading.Thread(target=fail, name="history-limit", daemon=True).start()
