@@ -10,17 +10,19 @@ Records keep the mapping exactly as typed, so unknown extra keys are stored verb
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
 import re
 import time
 import zlib
-from collections.abc import Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from data_export.settings import Settings
@@ -38,6 +40,7 @@ from pydantic import (
 )
 
 if TYPE_CHECKING:
+    from botocore.config import Config
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, WriteRequestUnionTypeDef
     from mypy_boto3_s3 import S3Client
@@ -69,6 +72,10 @@ _REFERENCES = {
 _SINGULAR = {"brands": "brand", "products": "product", "locations": "location", "members": "member"}
 _BATCH_WRITE_LIMIT = 25
 _BATCH_WRITE_ATTEMPTS = 8
+# Requests in flight while seeding (boto3 clients are thread-safe). Measured in docs/scaling.md, "Seeding".
+SEED_THREADS = 8
+_ASSETS_PER_TASK = 50
+_T = TypeVar("_T")
 
 
 # --- problems -------------------------------------------------------------------------------------------
@@ -585,9 +592,17 @@ def seed_file(
 
 
 def seed_stores(
-    fixture: Fixture, *, dynamodb_client: DynamoDBClient, s3_client: S3Client, settings: Settings
+    fixture: Fixture,
+    *,
+    dynamodb_client: DynamoDBClient,
+    s3_client: S3Client,
+    settings: Settings,
+    threads: int = SEED_THREADS,
 ) -> SeedSummary:
-    """Load a validated fixture into the stores; every write is a put, so seeding again changes nothing."""
+    """Load a validated fixture into the stores; every write is a put, so seeding again changes nothing.
+
+    Up to ``threads`` requests run at once, but never more than a client's connection pool holds
+    (``seeding_config()`` sizes it): a request past the pool would open and drop a connection of its own."""
     counts = dict.fromkeys((*RECORD_SECTIONS, "api_keys"), 0)
     record_items: list[dict[str, AttributeValueTypeDef]] = []
     key_items: list[dict[str, AttributeValueTypeDef]] = []
@@ -610,9 +625,14 @@ def seed_stores(
             counts["api_keys"] += 1
 
     # Assets first and keys last: no record points at an asset not yet there, no key works before its data.
-    written, written_bytes, missing = _put_assets(s3_client, settings.assets_bucket, fixture, assets)
-    _batch_put(dynamodb_client, settings.org_data_table, record_items)
-    _batch_put(dynamodb_client, settings.api_keys_table, key_items)
+    # Each phase ends (every request answered) before the next starts.
+    s3_threads = min(threads, _pool_size(s3_client))
+    written, written_bytes, missing = _put_assets(
+        s3_client, settings.assets_bucket, fixture, assets, s3_threads
+    )
+    dynamodb_threads = min(threads, _pool_size(dynamodb_client))
+    _batch_put(dynamodb_client, settings.org_data_table, record_items, dynamodb_threads)
+    _batch_put(dynamodb_client, settings.api_keys_table, key_items, dynamodb_threads)
     return SeedSummary(
         organization_ids=tuple(organization.id for organization in fixture.organizations),
         records=counts,
@@ -620,6 +640,42 @@ def seed_stores(
         asset_bytes=written_bytes,
         missing_assets=missing,
     )
+
+
+def seeding_config() -> Config:
+    """botocore config for the seeder's clients: a connection for each of its threads, AWS's retries."""
+    from botocore.config import Config
+
+    return Config(
+        max_pool_connections=SEED_THREADS, retries={"mode": "standard", "max_attempts": _BATCH_WRITE_ATTEMPTS}
+    )
+
+
+def seeding_clients(endpoint_url: str | None = None) -> dict[str, Any]:
+    """DynamoDB and S3 clients of the default session (locally: the admin) sized for the seeder's threads."""
+    import boto3
+
+    return {
+        service: boto3.client(service, endpoint_url=endpoint_url, config=seeding_config())
+        for service in ("dynamodb", "s3")
+    }
+
+
+def _pool_size(client: Any) -> int:
+    size = getattr(getattr(getattr(client, "meta", None), "config", None), "max_pool_connections", None)
+    return size if isinstance(size, int) and size > 0 else 1
+
+
+def _in_parallel(tasks: Sequence[Callable[[], _T]], threads: int) -> list[_T]:
+    """Run the tasks, ``threads`` at a time; the first exception cancels what has not started, then rises."""
+    if threads <= 1 or len(tasks) <= 1:
+        return [task() for task in tasks]
+    pool = ThreadPoolExecutor(max_workers=min(threads, len(tasks)), thread_name_prefix="seed")
+    try:
+        futures = [pool.submit(task) for task in tasks]
+        return [future.result() for future in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _stored_record(
@@ -665,33 +721,53 @@ def _json(value: Mapping[str, Any]) -> str:
 
 
 def _put_assets(
-    s3_client: S3Client, bucket: str, fixture: Fixture, assets: Sequence[tuple[str, Binary]]
+    s3_client: S3Client, bucket: str, fixture: Fixture, assets: Sequence[tuple[str, Binary]], threads: int
 ) -> tuple[int, int, int]:
-    written = written_bytes = missing = 0
-    for key, binary in assets:
-        body = fixture.binary_bytes(binary)
-        if body is None:
-            # Deleting makes "missing" true even where an earlier seed of another fixture left an object.
-            s3_client.delete_object(Bucket=bucket, Key=key)
-            missing += 1
-            continue
-        s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=binary.content_type)
-        written += 1
-        written_bytes += len(body)
-    return written, written_bytes, missing
+    def put_slice(piece: Sequence[tuple[str, Binary]]) -> tuple[int, int, int]:
+        written = written_bytes = missing = 0
+        for key, binary in piece:
+            body = fixture.binary_bytes(binary)
+            if body is None:
+                # Deleting makes "missing" true even where an earlier seed of another fixture left an object.
+                s3_client.delete_object(Bucket=bucket, Key=key)
+                missing += 1
+                continue
+            s3_client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=binary.content_type)
+            written += 1
+            written_bytes += len(body)
+        return written, written_bytes, missing
+
+    # Slices, not one task per asset: a future per asset would cost more than many small puts.
+    slices = [assets[start : start + _ASSETS_PER_TASK] for start in range(0, len(assets), _ASSETS_PER_TASK)]
+    results = _in_parallel([functools.partial(put_slice, piece) for piece in slices], threads)
+    return (
+        sum(result[0] for result in results),
+        sum(result[1] for result in results),
+        sum(result[2] for result in results),
+    )
 
 
-def _batch_put(client: DynamoDBClient, table: str, items: Sequence[dict[str, AttributeValueTypeDef]]) -> None:
-    for start in range(0, len(items), _BATCH_WRITE_LIMIT):
-        pending: Mapping[str, Sequence[WriteRequestUnionTypeDef]] = {
-            table: [{"PutRequest": {"Item": item}} for item in items[start : start + _BATCH_WRITE_LIMIT]]
-        }
-        for attempt in range(_BATCH_WRITE_ATTEMPTS):
-            if attempt:
-                time.sleep(min(0.05 * 2**attempt, 2.0))  # throttled: back off before retrying the rest
-            pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if not pending:
-                break
-        else:
-            left = sum(len(requests) for requests in pending.values())
-            raise RuntimeError(f"DynamoDB left {left} items unprocessed in {table} after retries")
+def _batch_put(
+    client: DynamoDBClient, table: str, items: Sequence[dict[str, AttributeValueTypeDef]], threads: int = 1
+) -> None:
+    batches = [
+        items[start : start + _BATCH_WRITE_LIMIT] for start in range(0, len(items), _BATCH_WRITE_LIMIT)
+    ]
+    _in_parallel([functools.partial(_write_batch, client, table, batch) for batch in batches], threads)
+
+
+def _write_batch(
+    client: DynamoDBClient, table: str, batch: Sequence[dict[str, AttributeValueTypeDef]]
+) -> None:
+    """One BatchWriteItem of at most 25 puts, its UnprocessedItems retried with backoff until written."""
+    pending: Mapping[str, Sequence[WriteRequestUnionTypeDef]] = {
+        table: [{"PutRequest": {"Item": item}} for item in batch]
+    }
+    for attempt in range(_BATCH_WRITE_ATTEMPTS):
+        if attempt:
+            time.sleep(min(0.05 * 2**attempt, 2.0))  # throttled: back off before retrying the rest
+        pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        if not pending:
+            return
+    left = sum(len(requests) for requests in pending.values())
+    raise RuntimeError(f"DynamoDB left {left} items unprocessed in {table} after retries")

@@ -16,7 +16,7 @@ import yaml
 from botocore.exceptions import ClientError
 from data_export.auth import authenticate
 from data_export.settings import Settings
-from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, JOBS_BY_CREATED_AT_INDEX
+from data_export.storage.layout import API_KEYS_BY_ORGANIZATION_INDEX, JOBS_BY_CREATED_AT_INDEX, asset_key
 from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
 from data_export_cli.seed import (
     FixtureError,
@@ -374,3 +374,70 @@ def test_unprocessed_items_are_retried_until_written(stores: Stores) -> None:
     assert throttled.calls == 2 + 3  # one batch per table, plus a retry per throttled call
     assert len(stores.items(SETTINGS.org_data_table)) == 18
     assert len(stores.items(SETTINGS.api_keys_table)) == 5
+
+
+def test_seeding_in_parallel_writes_every_object_and_item_once(stores: Stores, tmp_path: Path) -> None:
+    from data_export_cli.synthetic import Shape, write_fixture
+
+    shape = Shape(products=120, images=3, offers=30, label="parallel")
+    fixture = load_fixture(write_fixture(tmp_path / "parallel.yaml", shape))
+    assert stores.s3.meta.config.max_pool_connections >= 8  # so that 8 threads run
+
+    summary = seed_stores(
+        fixture, dynamodb_client=stores.dynamodb, s3_client=stores.s3, settings=SETTINGS, threads=8
+    )
+
+    assert summary.assets == 360
+    assert summary.asset_bytes == shape.image_total_bytes
+    objects = stores.objects()
+    assert len(objects) == 360
+    product = fixture.organizations[0].products[77]
+    assert product.images is not None
+    for index, image in enumerate(product.images):
+        key = asset_key(shape.organization_id, "products", product.id, "images", index)
+        body = stores.s3.get_object(Bucket=SETTINGS.assets_bucket, Key=key)["Body"].read()
+        assert body == fixture.binary_bytes(image)
+    assert len(stores.items(SETTINGS.org_data_table)) == shape.records - 2  # api keys live in their table
+    assert len(stores.items(SETTINGS.api_keys_table)) == 2
+    before = stores.snapshot()
+    seed_stores(fixture, dynamodb_client=stores.dynamodb, s3_client=stores.s3, settings=SETTINGS, threads=1)
+    assert stores.snapshot() == before
+
+
+class FailingS3:
+    """The real (moto) client, with its connection pool, except that one put fails."""
+
+    def __init__(self, client: S3Client, fail_at: int) -> None:
+        self.client = client
+        self.meta = client.meta
+        self.fail_at = fail_at
+        self.puts = 0
+
+    def put_object(self, **kwargs: Any) -> Any:
+        self.puts += 1
+        if self.puts == self.fail_at:
+            raise ClientError({"Error": {"Code": "InternalError", "Message": "boom"}}, "PutObject")
+        return self.client.put_object(**kwargs)
+
+    def delete_object(self, **kwargs: Any) -> Any:
+        return self.client.delete_object(**kwargs)
+
+
+def test_a_failed_put_stops_parallel_seeding_before_any_record(stores: Stores, tmp_path: Path) -> None:
+    from data_export_cli.synthetic import Shape, write_fixture
+
+    fixture = load_fixture(write_fixture(tmp_path / "f.yaml", Shape(products=400, images=2, label="fail")))
+    failing = FailingS3(stores.s3, fail_at=5)
+
+    with pytest.raises(ClientError, match="boom"):
+        seed_stores(
+            fixture,
+            dynamodb_client=stores.dynamodb,
+            s3_client=cast(S3Client, failing),
+            settings=SETTINGS,
+            threads=4,
+        )
+
+    assert failing.puts < 800  # what had not started was canceled
+    assert stores.items(SETTINGS.org_data_table) == []
+    assert stores.items(SETTINGS.api_keys_table) == []
