@@ -8,6 +8,7 @@ import shlex
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +23,22 @@ def _start_stack(
 ) -> Any:
     from data_export.settings import get_settings
 
-    from data_export_cli.seed import seed_file
+    from data_export_cli.seed import seed_file, seeding_clients
     from data_export_cli.stack import LocalStack
     from data_export_cli.template import TEMPLATE_PATH
 
     stack = LocalStack(host=host, moto_port=moto_port, template_path=template or TEMPLATE_PATH).start()
+    # As the local admin (outside any function), with a connection for each of the seeder's threads.
+    clients = seeding_clients(stack.endpoint_url)
     for fixture in seeds:
+        started = time.monotonic()
         summary = seed_file(
-            fixture,
-            dynamodb_client=stack.client("dynamodb"),
-            s3_client=stack.client("s3"),
-            settings=get_settings(),
+            fixture, dynamodb_client=clients["dynamodb"], s3_client=clients["s3"], settings=get_settings()
         )
         print(
             f"seeded {fixture}: organizations {', '.join(summary.organization_ids)}; "
-            f"{sum(summary.records.values())} records, {summary.assets} assets",
+            f"{sum(summary.records.values())} records, {summary.assets} assets "
+            f"in {time.monotonic() - started:.1f} s",
             file=sys.stderr,
         )
     return stack
@@ -104,6 +106,23 @@ def resolve_function(functions: dict[str, Any], name: str) -> str:
     raise SystemExit(f"unknown function '{name}'; known: {', '.join(functions)}")
 
 
+def cmd_make_fixture(args: argparse.Namespace) -> int:
+    from data_export_cli.synthetic import Shape, write_fixture
+
+    try:
+        shape = Shape.parse(args.shape)
+    except ValueError as error:
+        print(f"--shape: {error}", file=sys.stderr)
+        return 2
+    write_fixture(args.output, shape)
+    print(
+        f"wrote {args.output}: organization {shape.organization_id}, {shape.products} products with "
+        f"{shape.images} images each ({shape.image_total_bytes / 1e6:.1f} MB of images), "
+        f"{shape.archive_entries} archive entries; owner key {shape.owner_key}"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from data_export_cli.demo import run_demo
 
@@ -150,6 +169,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--template", type=Path, default=None, help="SAM template to run (default: the checkout's)"
     )
     serve.set_defaults(func=cmd_serve)
+    make_fixture = local_commands.add_parser(
+        "make-fixture", help="write a big synthetic organization as a seed fixture (the same for a shape)"
+    )
+    make_fixture.add_argument("output", type=Path, help="fixture file to write, e.g. big-org.yaml")
+    make_fixture.add_argument(
+        "--shape",
+        default="",
+        help="NAME=VALUE,... of products (22000), images (3 a product), image_bytes (4096 on average), "
+        "offers (0), brands (10), locations (3), label (synthetic)",
+    )
+    make_fixture.set_defaults(func=cmd_make_fixture)
     invoke = local_commands.add_parser("invoke", help="invoke one function with an event file")
     invoke.add_argument("function", help="logical id (StartExportFunction) or folder name (start_export)")
     invoke.add_argument("event", help="event JSON file, e.g. events/start_export.json")
