@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # checkov pins a boto3 of its own that clashes with the project's: it gets a virtualenv of its own.
 CHECKOV := $(VENV)/checkov/bin/checkov
 
-.PHONY: install tools demo serve test test-fast bench bench-quick bench-scale bench-load openapi iam-proofs test-iam clean
+.PHONY: install tools demo serve test test-fast test-limits bench bench-quick bench-scale bench-load openapi iam-proofs test-iam clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,12 @@ test: install tools $(CHECKOV)
 	$(BIN)/mypy layers/shared/data_export cli/data_export_cli functions
 	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not scale and not iam_proof'
 	$(BIN)/pytest -n 2 -q -m scale
+	$(BIN)/pytest -q tests/limits
+
+# The service under AWS's limits, lowered so that contention shows (a local stack of its own: tests/limits
+# is collected only when named, never by the runs above; see tests/limits/conftest.py).
+test-limits: install
+	$(BIN)/pytest -q tests/limits
 
 test-fast: install
 	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not slow and not iam_proof'

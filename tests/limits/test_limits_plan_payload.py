@@ -8,7 +8,10 @@ the real ones do, and build nothing). moto enforces Step Functions' 256 KiB limi
 (States.DataLimitExceeded); the test also measures every input, output and task parameter in the history.
 The events per unit, per failed attempt and of the fixed part are measured on small runs of the same
 machine, and the worst case (every unit and step using every retry its Retry allows) is computed from
-them and the template's MaxAttempts: it stays under 25,000 for the most units a plan makes."""
+them and the template's MaxAttempts: it stays under 25,000 for the most units a plan makes.
+
+It runs under the local runtime's limits (tests/limits): Lambda's 6 MB invoke payloads and Step Functions'
+25,000-event history are enforced by the runtime while it runs, the 256 KiB state payload by moto."""
 
 from __future__ import annotations
 
@@ -81,6 +84,16 @@ def test_the_synthetic_organization_has_a_million_records_and_two_million_binari
     assert sum(MILLION.values()) == 1_000_000 and set(MILLION) | {"api_keys", "brands"} == set(SECTION_KEYS)
     product = next(store.iter_records("org", "products"))
     assert MILLION["products"] * (len(product["images"]) + len(product["documents"])) == 2_000_000
+
+
+@pytest.fixture(autouse=True)
+def the_templates_unit_concurrency(stack: Any) -> Iterator[None]:
+    """The template's concurrency for the unit builder (this folder's session lowers it to 8): the events
+    per unit are measured on runs without throttled attempts, whose retries the worst case counts apart."""
+    template = int(stack.resolve({"Ref": "MaxConcurrentUnitBuilds"}))
+    lowered = stack.concurrency.set_limit("ExportBuildUnitFunction", template)
+    yield
+    stack.concurrency.set_limit("ExportBuildUnitFunction", lowered)
 
 
 @pytest.fixture

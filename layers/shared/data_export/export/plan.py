@@ -22,7 +22,7 @@ UNSPLIT_SECTIONS = frozenset({"organization", "api_keys"})
 # the Map runs INLINE: a unit costs 7 events, plus 3 for each failed attempt its Retry allows (10 throttled
 # + 5 transient), so 52 at worst; 450 units make at most 23,400, and the rest of the execution (Plan,
 # Assemble or Fail, each with its own retries) fits in what remains. A bigger export gets bigger units
-# (docs/scaling.md, "Limits of one execution"; tests/integration/test_plan_payload.py checks this
+# (docs/scaling.md, "Limits of one execution"; tests/limits/test_limits_plan_payload.py checks this
 # arithmetic against the template and moto's engine).
 MAX_UNITS = 450
 
