@@ -19,11 +19,15 @@ EXAMPLE_FIXTURE = REPO_ROOT.parent / "shared" / "spec" / "example-org.yaml"
 
 
 def _start_stack(
-    seeds: list[Path], host: str = "127.0.0.1", moto_port: int = 0, template: Path | None = None
+    seeds: list[Path],
+    host: str = "127.0.0.1",
+    moto_port: int = 0,
+    template: Path | None = None,
+    seed_in_subprocess: bool = False,
 ) -> Any:
     from data_export.settings import get_settings
 
-    from data_export_cli.seed import seed_file, seeding_clients
+    from data_export_cli.seed import seed_file, seed_file_in_subprocess, seeding_clients
     from data_export_cli.stack import LocalStack
     from data_export_cli.template import TEMPLATE_PATH
 
@@ -32,9 +36,12 @@ def _start_stack(
     clients = seeding_clients(stack.endpoint_url)
     for fixture in seeds:
         started = time.monotonic()
-        summary = seed_file(
-            fixture, dynamodb_client=clients["dynamodb"], s3_client=clients["s3"], settings=get_settings()
-        )
+        if seed_in_subprocess:  # the seeder on the other core, moto's server alone on this one
+            summary = seed_file_in_subprocess(fixture)
+        else:
+            summary = seed_file(
+                fixture, dynamodb_client=clients["dynamodb"], s3_client=clients["s3"], settings=get_settings()
+            )
         print(
             f"seeded {fixture}: organizations {', '.join(summary.organization_ids)}; "
             f"{sum(summary.records.values())} records, {summary.assets} assets "
@@ -58,7 +65,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from data_export_cli.gateway import ApiGateway
     from data_export_cli.worker import QueuePoller, Scheduler
 
-    stack = _start_stack(args.seed, host=args.host, moto_port=args.moto_port, template=args.template)
+    stack = _start_stack(
+        args.seed, host=args.host, moto_port=args.moto_port, template=args.template, seed_in_subprocess=True
+    )
     gateway = ApiGateway(stack, args.host, args.port).start()
     poller = QueuePoller(stack).start()
     scheduler = Scheduler(stack).start()

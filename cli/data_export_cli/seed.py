@@ -10,11 +10,14 @@ Records keep the mapping exactly as typed, so unknown extra keys are stored verb
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
 import json
 import math
 import re
+import subprocess
+import sys
 import time
 import zlib
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
@@ -75,6 +78,7 @@ _BATCH_WRITE_ATTEMPTS = 8
 # Requests in flight while seeding (boto3 clients are thread-safe). Measured in docs/scaling.md, "Seeding".
 SEED_THREADS = 8
 _ASSETS_PER_TASK = 50
+_INVALID_FIXTURE = 3  # exit status of ``python -m data_export_cli.seed`` for an invalid fixture
 _T = TypeVar("_T")
 
 
@@ -591,6 +595,47 @@ def seed_file(
     return seed_stores(fixture, dynamodb_client=dynamodb_client, s3_client=s3_client, settings=settings)
 
 
+def seed_file_in_subprocess(path: Path, *, environment: Mapping[str, str] | None = None) -> SeedSummary:
+    """``seed_file`` in a child Python (``python -m data_export_cli.seed FILE``) that reaches AWS through
+    the environment (``environment``, else this process's: the local stack sets AWS_ENDPOINT_URL, the
+    admin's keys and the stores' names). The local stack's moto server runs in this process, where every
+    request costs it CPU under one GIL; so the seeder's own work (YAML, validation, content, botocore)
+    runs beside it, on another core. Raises ``FixtureError`` as ``seed_file`` does, RuntimeError when the
+    child fails otherwise (its traceback on this process's stderr)."""
+    completed = subprocess.run(  # noqa: S603 - this interpreter, this module, a path
+        [sys.executable, "-m", "data_export_cli.seed", str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(environment) if environment is not None else None,
+        check=False,
+    )
+    lines = completed.stdout.strip().splitlines()
+    result = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else {}
+    if completed.returncode == _INVALID_FIXTURE and "problems" in result:
+        raise FixtureError([Problem(where, message) for where, message in result["problems"]])
+    if completed.returncode != 0 or "organization_ids" not in result:
+        raise RuntimeError(f"seeding {path} failed in its subprocess (exit {completed.returncode})")
+    return SeedSummary(**{**result, "organization_ids": tuple(result["organization_ids"])})
+
+
+def _main(argv: Sequence[str]) -> int:
+    """``python -m data_export_cli.seed FILE``: what ``seed_file_in_subprocess`` runs."""
+    from data_export.settings import get_settings
+
+    [path] = argv
+    try:
+        fixture = load_fixture(Path(path))
+    except FixtureError as error:
+        print(json.dumps({"problems": [[problem.path, problem.message] for problem in error.problems]}))
+        return _INVALID_FIXTURE
+    clients = seeding_clients()
+    summary = seed_stores(
+        fixture, dynamodb_client=clients["dynamodb"], s3_client=clients["s3"], settings=get_settings()
+    )
+    print(json.dumps(dataclasses.asdict(summary)))
+    return 0
+
+
 def seed_stores(
     fixture: Fixture,
     *,
@@ -771,3 +816,7 @@ def _write_batch(
             return
     left = sum(len(requests) for requests in pending.values())
     raise RuntimeError(f"DynamoDB left {left} items unprocessed in {table} after retries")
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))

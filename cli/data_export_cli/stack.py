@@ -165,6 +165,7 @@ class LocalStack:
         self.admin_credentials: dict[str, str] = {}
         # role name -> (role logical id, policy name, resolved document) of its template-made inline policies
         self._inline_policies: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+        self._granted: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # as created: for restore()
         # One granted action taken out of the template's policies (the least-privilege mutation test).
         self.without_grant = without_grant
         self.denial_log = denial_log  # every denial appended as a JSON line, when set
@@ -348,6 +349,7 @@ class LocalStack:
                     RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(resolved)
                 )
                 self._inline_policies.setdefault(name, []).append((logical_id, policy_name, resolved))
+                self._granted[(logical_id, policy_name)] = (name, resolved)
             for arn in role.managed_policy_arns:  # inlined: moto loads AWS's managed policies only on demand
                 client.put_role_policy(
                     RoleName=name,
@@ -405,6 +407,20 @@ class LocalStack:
         if ":assumed-role/" in principal:
             role = principal.split(":assumed-role/", 1)[1].split("/", 1)[0]
             self.grants_used.add((role, str(grant.action), str(grant.resource)))
+
+    def revoke(self, grant: GrantRef) -> None:
+        """Take one granted action out of its role's policy, on the running stack."""
+        name, document = self._granted[(grant.role, grant.policy)]
+        self.client("iam").put_role_policy(
+            RoleName=name, PolicyName=grant.policy, PolicyDocument=json.dumps(grant.apply(document))
+        )
+
+    def restore(self, grant: GrantRef) -> None:
+        """Put the policy ``revoke`` changed back as the template has it."""
+        name, document = self._granted[(grant.role, grant.policy)]
+        self.client("iam").put_role_policy(
+            RoleName=name, PolicyName=grant.policy, PolicyDocument=json.dumps(document)
+        )
 
     def grant_refs(self, used: set[tuple[str, str, str]]) -> set[GrantRef]:
         """The template's granted actions that allowed these calls ((role name, action, resource) each)."""
