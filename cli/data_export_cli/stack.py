@@ -45,6 +45,16 @@ LOGGER = logging.getLogger("data_export_cli.iam")
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 
 
+class _NoValue:
+    """AWS::NoValue: the item or property that resolves to it is left out."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE: Any = _NoValue()
+
+
 @dataclass(frozen=True)
 class GrantRef:
     """One action of one statement of one inline policy of one role of the translated template."""
@@ -261,11 +271,27 @@ class LocalStack:
         name = f"{self.stack_name}-{logical_id}"
         return name.lower() if lowercase else name
 
+    def _store_name(
+        self, logical_id: str, resource: dict[str, Any], *, lowercase: bool = False
+    ) -> str | None:
+        """The name a table or bucket is created under: the stack's own name for it; for one whose Condition
+        is false, the name its ``Metadata.LocalStack.ExistingNameParameter`` parameter gives (a store of the
+        platform: on AWS it exists, here nothing else would create it, so the stack creates it as the
+        template defines it); None for the other resources whose Condition is false: not created."""
+        if self.creates(resource):
+            return self._name(logical_id, lowercase=lowercase)
+        parameter = resource.get("Metadata", {}).get("LocalStack", {}).get("ExistingNameParameter")
+        existing = str(self._ref(str(parameter))) if parameter else ""
+        return existing or None
+
     def _create_resources(self) -> None:
         dynamodb, sqs, s3 = self.client("dynamodb"), self.client("sqs"), self.client("s3")
         for logical_id, resource in self.template.of_type("AWS::DynamoDB::Table").items():
             props = resource.get("Properties", {})
-            name = self._name(logical_id)
+            table_name = self._store_name(logical_id, resource)
+            if table_name is None:
+                continue
+            name = table_name
             args: dict[str, Any] = {
                 "TableName": name,
                 "KeySchema": props["KeySchema"],
@@ -285,6 +311,8 @@ class LocalStack:
         queues = self.template.of_type("AWS::SQS::Queue")
         ordered = sorted(queues, key=lambda lid: "RedrivePolicy" in queues[lid].get("Properties", {}))
         for logical_id in ordered:
+            if not self.creates(queues[logical_id]):
+                continue
             props = queues[logical_id].get("Properties", {})
             name = self._name(logical_id)
             self.arns[logical_id] = f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
@@ -303,7 +331,10 @@ class LocalStack:
             self.physical[logical_id] = sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"]
         for logical_id, resource in self.template.of_type("AWS::S3::Bucket").items():
             props = resource.get("Properties", {})
-            name = self._name(logical_id, lowercase=True)
+            bucket_name = self._store_name(logical_id, resource, lowercase=True)
+            if bucket_name is None:
+                continue
+            name = bucket_name
             s3.create_bucket(Bucket=name)
             if "PublicAccessBlockConfiguration" in props:
                 s3.put_public_access_block(
@@ -313,6 +344,8 @@ class LocalStack:
             self.arns[logical_id] = f"arn:aws:s3:::{name}"
         events = self.client("events")
         for logical_id, resource in self.template.of_type("AWS::Events::EventBus").items():
+            if not self.creates(resource):
+                continue
             name = str(self.resolve(resource.get("Properties", {}).get("Name", self._name(logical_id))))
             self.arns[logical_id] = events.create_event_bus(Name=name)["EventBusArn"]
             self.physical[logical_id] = name
@@ -495,11 +528,17 @@ class LocalStack:
             self.physical[logical_id] = self.arns[logical_id] = arn
 
     def resolve(self, value: Any) -> Any:
-        """Resolve the intrinsic functions the template uses for wiring: Ref, GetAtt, Sub."""
+        """Resolve the intrinsic functions the template uses: Ref, GetAtt, Sub, If (with the Conditions'
+        Equals, Not, And, Or); an item or a key whose value is AWS::NoValue is left out, as CloudFormation
+        does. Parameters take their defaults (a template copy with other defaults runs other values)."""
         if isinstance(value, list):
-            return [self.resolve(item) for item in value]
+            items = [self.resolve(item) for item in value]
+            return [item for item in items if item is not NO_VALUE]
         if not isinstance(value, dict):
             return value
+        if "Fn::If" in value:
+            condition, when_true, when_false = value["Fn::If"]
+            return self.resolve(when_true if self.condition(str(condition)) else when_false)
         if "Ref" in value:
             return self._ref(str(value["Ref"]))
         if "Fn::GetAtt" in value:
@@ -516,7 +555,37 @@ class LocalStack:
             return _SUB_VARIABLE.sub(
                 lambda match: str(variables.get(match.group(1), self._ref(match.group(1)))), text
             )
-        return {key: self.resolve(item) for key, item in value.items()}
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}
+
+    def condition(self, name: str) -> bool:
+        """The value of one of the template's Conditions, with the parameters' defaults."""
+        conditions = self.template.body.get("Conditions", {})
+        if name not in conditions:
+            raise KeyError(f"the template has no condition {name}")
+        return self._evaluate(conditions[name])
+
+    def _evaluate(self, expression: Any) -> bool:
+        """A condition expression: Fn::Equals, Fn::Not, Fn::And, Fn::Or, or {"Condition": name}."""
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((function, arguments),) = expression.items()
+            if function == "Condition":
+                return self.condition(str(arguments))
+            if function == "Fn::Equals":
+                left, right = (self.resolve(argument) for argument in arguments)
+                return str(left) == str(right)  # CloudFormation compares the values as strings
+            if function == "Fn::Not":
+                (operand,) = arguments
+                return not self._evaluate(operand)
+            if function == "Fn::And":
+                return all(self._evaluate(operand) for operand in arguments)
+            if function == "Fn::Or":
+                return any(self._evaluate(operand) for operand in arguments)
+        raise ValueError(f"the local stack cannot evaluate the condition {expression!r}")
+
+    def creates(self, resource: dict[str, Any]) -> bool:
+        """Whether the stack creates the resource: it has no Condition, or its Condition holds."""
+        return "Condition" not in resource or self.condition(str(resource["Condition"]))
 
     def _ref(self, name: str) -> Any:
         pseudo = {
@@ -528,6 +597,8 @@ class LocalStack:
         }
         if name in pseudo:
             return pseudo[name]
+        if name == "AWS::NoValue":
+            return NO_VALUE
         if name in self.physical:
             return self.physical[name]
         if "." in name:  # ${Resource.Attribute} inside Sub
@@ -543,7 +614,9 @@ class LocalStack:
         environment: dict[str, str] = {}
         for spec in self.functions.values():
             for key, value in spec.environment.items():
-                environment[key] = str(self.resolve(value))
+                resolved = self.resolve(value)
+                if resolved is not NO_VALUE:
+                    environment[key] = str(resolved)
         return environment
 
     # -- functions ---------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Reads template.yaml: the resources and functions the local stack creates and runs.
 
 The template is the single source of truth; the local stack never keeps its own copy of names, keys or
-routes. Only the intrinsic functions the template uses for wiring are resolved (Ref, GetAtt, Sub)."""
+routes. Only the intrinsic functions the template uses are resolved (``LocalStack.resolve``): Ref, GetAtt,
+Sub, If and the Conditions' Equals, Not, And, Or."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ class _CfnLoader(yaml.SafeLoader):
 
 
 def _construct_tag(loader: _CfnLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    # !Ref X and !Condition X (inside !And, !Or, !Not) keep their bare names; the rest are Fn::<name>.
+    name = tag_suffix if tag_suffix in ("Ref", "Condition") else f"Fn::{tag_suffix}"
     value: Any
     if isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
@@ -41,6 +43,25 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     with path.open(encoding="utf-8") as handle:
         body: dict[str, Any] = yaml.load(handle, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
         return body
+
+
+def with_parameters(body: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the template whose parameters default to ``values``: what a deploy with those parameter
+    overrides runs, and what the local stack (which reads the defaults) runs with them."""
+    unknown = set(values) - set(body.get("Parameters", {}))
+    if unknown:
+        raise KeyError(f"the template has no parameter(s) {', '.join(sorted(unknown))}")
+    copy = {**body, "Parameters": {name: dict(spec) for name, spec in body.get("Parameters", {}).items()}}
+    for name, value in values.items():
+        copy["Parameters"][name]["Default"] = value
+    return copy
+
+
+def write_template(body: dict[str, Any], path: Path) -> Path:
+    """The template in CloudFormation's long form (Fn::If, Ref, ...), which every tool reads as it does
+    the short one."""
+    path.write_text(yaml.safe_dump(body, sort_keys=False, width=120), encoding="utf-8")
+    return path
 
 
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")

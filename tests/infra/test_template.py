@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -40,12 +41,32 @@ API_ROUTES = {
     ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "get"),
     ("CancelExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}", "delete"),
 }
-ENVIRONMENT: dict[str, str | dict[str, str]] = {
+# The platform's stores: created in the stack only when their parameter is empty (docs/operations.md,
+# "Using the platform's own stores"); store -> (parameter, condition).
+PLATFORM_STORES = {
+    "OrgDataTable": ("OrgDataTableName", "CreateOrgDataTable"),
+    "ApiKeysTable": ("ApiKeysTableName", "CreateApiKeysTable"),
+    "AssetsBucket": ("AssetsBucketName", "CreateAssetsBucket"),
+}
+EXISTING_STORES = {
+    "OrgDataTableName": "platform-org-data",
+    "ApiKeysTableName": "platform-api-keys",
+    "AssetsBucketName": "platform-assets",
+}
+
+
+def store_name(store: str) -> dict[str, Any]:
+    """The one way the template names a platform store: the stack's demo store, or the parameter's."""
+    parameter, condition = PLATFORM_STORES[store]
+    return {"Fn::If": [condition, {"Ref": store}, {"Ref": parameter}]}
+
+
+ENVIRONMENT: dict[str, str | dict[str, Any]] = {
     "JOBS_TABLE_NAME": {"Ref": "JobsTable"},
-    "ORG_DATA_TABLE_NAME": {"Ref": "OrgDataTable"},
-    "API_KEYS_TABLE_NAME": {"Ref": "ApiKeysTable"},
+    "ORG_DATA_TABLE_NAME": store_name("OrgDataTable"),
+    "API_KEYS_TABLE_NAME": store_name("ApiKeysTable"),
     "RATE_LIMITS_TABLE_NAME": {"Ref": "RateLimitsTable"},
-    "ASSETS_BUCKET_NAME": {"Ref": "AssetsBucket"},
+    "ASSETS_BUCKET_NAME": store_name("AssetsBucket"),
     "EXPORTS_BUCKET_NAME": {"Ref": "ExportsBucket"},
     "EXPORT_QUEUE_URL": {"Ref": "ExportQueue"},
     "DOWNLOAD_URL_TTL_SECONDS": {"Ref": "DownloadUrlTtlSeconds"},
@@ -59,9 +80,10 @@ ENVIRONMENT: dict[str, str | dict[str, str]] = {
 STATE_MACHINE_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-export"
 EXECUTIONS_ARN = "arn:aws:states:${AWS::Region}:${AWS::AccountId}:execution:${AWS::StackName}-export:*"
 DOWNLOAD_SIGNING_ROLE_NAME = "${AWS::StackName}-${AWS::Region}-download-signing"
-# What the local stack can resolve (see the template's header comment).
-RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub"}
-RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName"}
+# What the local stack can resolve (see the template's header comment): LocalStack.resolve, .condition.
+RESOLVABLE_INTRINSICS = {"Ref", "Fn::GetAtt", "Fn::Sub", "Fn::If"}
+RESOLVABLE_CONDITION_FUNCTIONS = {"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"}
+RESOLVABLE_PSEUDO_PARAMETERS = {"AWS::Region", "AWS::AccountId", "AWS::StackName", "AWS::Partition"}
 
 
 class CloudFormationLoader(yaml.SafeLoader):
@@ -143,16 +165,28 @@ def sam_env(**extra: str) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- linters
 
 
-def test_cfn_lint_accepts_the_template() -> None:
+@pytest.fixture(scope="module", params=["demo stores", "platform's stores"])
+def template_file(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """template.yaml as deployed both ways: creating the demo stores (its defaults), and with the three
+    parameters naming the platform's own stores (a copy whose defaults are set, as overrides would)."""
+    if request.param == "demo stores":
+        return TEMPLATE
+    from data_export_cli.template import with_parameters, write_template
+
+    copy = tmp_path_factory.mktemp("platform-stores") / "template.yaml"
+    return write_template(with_parameters(load_template(), EXISTING_STORES), copy)
+
+
+def test_cfn_lint_accepts_the_template(template_file: Path) -> None:
     result = subprocess.run(
-        [tool("cfn-lint"), str(TEMPLATE)], cwd=ROOT, capture_output=True, text=True, check=False
+        [tool("cfn-lint"), str(template_file)], cwd=ROOT, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_sam_validate_lint_accepts_the_template() -> None:
+def test_sam_validate_lint_accepts_the_template(template_file: Path) -> None:
     result = subprocess.run(
-        [tool("sam"), "validate", "--lint", "--template", str(TEMPLATE)],
+        [tool("sam"), "validate", "--lint", "--template", str(template_file)],
         cwd=ROOT,
         env=sam_env(),
         capture_output=True,
@@ -160,6 +194,26 @@ def test_sam_validate_lint_accepts_the_template() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_checkov_accepts_the_template_with_the_platforms_stores(template_file: Path) -> None:
+    """tests/infra/test_supply_chain.py runs checkov on template.yaml itself; here on both deployments."""
+    from tests.infra.test_supply_chain import CHECKOV_CONFIG, CHECKOV_ENV, _checkov
+
+    result = subprocess.run(
+        [_checkov(), "--config-file", str(CHECKOV_CONFIG), "-f", str(template_file), "--output", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, **CHECKOV_ENV},
+        check=False,
+    )
+    report = json.loads(result.stdout)
+    report = report[0] if isinstance(report, list) else report
+    failed = [(c["check_id"], c["resource"]) for c in report["results"]["failed_checks"]]
+    assert (report["summary"]["failed"], report["summary"]["parsing_errors"]) == (0, 0), failed
+    assert report["summary"]["passed"] >= 30, report["summary"]
 
 
 # ---------------------------------------------------------------------------------------------- code
@@ -292,6 +346,124 @@ def test_alarms_watch_the_dead_letter_queue_and_worker_errors(resources: dict[st
         ),
         ("AWS/Lambda", "Errors", "FunctionName", str({"Ref": "ExportWorkerFunction"})),
     }
+
+
+# ------------------------------------------------------------------------------ the platform's own stores
+
+
+def test_each_platform_store_is_a_parameter_and_created_only_without_one(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    for store, (parameter, condition) in PLATFORM_STORES.items():
+        spec = template["Parameters"][parameter]
+        assert (spec["Type"], spec["Default"]) == ("String", "")
+        assert template["Conditions"][condition] == {"Fn::Equals": [{"Ref": parameter}, ""]}
+        assert resources[store]["Condition"] == condition
+        # Given a name, the local stack creates the store under it (on AWS it exists already).
+        assert resources[store]["Metadata"]["LocalStack"] == {"ExistingNameParameter": parameter}
+    # The demo bucket's policy goes with the demo bucket: the platform's bucket has the platform's policy.
+    assert resources["AssetsBucketPolicy"]["Condition"] == "CreateAssetsBucket"
+    assert set(template["Conditions"]) == {condition for _, condition in PLATFORM_STORES.values()}
+
+
+@pytest.mark.parametrize(
+    ("parameter", "value", "accepted"),
+    [
+        ("OrgDataTableName", "", True),
+        ("OrgDataTableName", "platform-org_data.v2", True),
+        ("OrgDataTableName", "*", False),
+        ("OrgDataTableName", "org-*", False),
+        ("ApiKeysTableName", "platform-api-keys", True),
+        ("ApiKeysTableName", "keys/index/*", False),
+        ("ApiKeysTableName", "arn:aws:dynamodb:us-east-1:123456789012:table/keys", False),
+        ("AssetsBucketName", "platform-assets", True),
+        ("AssetsBucketName", "*", False),
+        ("AssetsBucketName", "assets/*", False),
+        ("AssetsBucketName", "Platform_Assets", False),
+    ],
+)
+def test_a_store_name_cannot_widen_the_grants(
+    template: dict[str, Any], parameter: str, value: str, accepted: bool
+) -> None:
+    """A name becomes part of IAM resource ARNs: wildcards, paths and ARNs are refused at deploy."""
+    pattern = template["Parameters"][parameter]["AllowedPattern"]
+    assert (re.fullmatch(pattern, value) is not None) == accepted
+
+
+def names_directly(node: Any, name: str) -> bool:
+    """Whether this node itself (not its children) refers to ``name``: !Ref, !GetAtt or a ${} of !Sub."""
+    if isinstance(node, dict) and len(node) == 1:
+        ((key, value),) = node.items()
+        if key == "Ref":
+            return bool(value == name)
+        if key == "Fn::GetAtt":
+            return bool(value[0] == name)
+        if key == "Fn::Sub":
+            text = value if isinstance(value, str) else value[0]
+            return any(variable.split(".")[0] == name for variable in re.findall(r"\$\{([^}!]*)\}", text))
+    return False
+
+
+def unguarded_references(node: Any, names: set[str], guarded: list[Any]) -> list[Any]:
+    """Nodes referring to any of ``names`` outside the ``guarded`` expressions."""
+    if any(node == expression for expression in guarded):
+        return []
+    found = [node] if any(names_directly(node, name) for name in names) else []
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        found += unguarded_references(child, names, guarded)
+    return found
+
+
+@pytest.mark.parametrize("store", sorted(PLATFORM_STORES))
+def test_every_reference_to_a_platform_store_follows_its_parameter(
+    template: dict[str, Any], store: str
+) -> None:
+    """Names, grants and outputs go through the store's one conditional name, so with a name given, every
+    grant is on the platform's store (tests/e2e/test_platform_stores.py runs an export that way); neither
+    the demo store nor the bare parameter is named anywhere else."""
+    parameter, condition = PLATFORM_STORES[store]
+    outside = {
+        **{part: value for part, value in template.items() if part not in ("Resources", "Conditions")},
+        "Resources": {
+            logical_id: resource
+            for logical_id, resource in template["Resources"].items()
+            # the store itself, and what exists only with it (its bucket policy)
+            if logical_id != store and resource.get("Condition") != condition
+        },
+    }
+    guarded = [
+        store_name(store),
+        # the access log bucket accepts the demo assets bucket's logs, and nothing in the platform's place
+        {"Fn::If": [condition, {"Fn::GetAtt": [store, "Arn"]}, {"Ref": "AWS::NoValue"}]},
+    ]
+    assert unguarded_references(outside, {store, parameter}, guarded) == []
+    uses = [node for node in walk(outside) if node == store_name(store)]
+    assert len(uses) >= 3  # the environment, the output and grants
+
+
+RETAINED = {"OrgDataTable", "ApiKeysTable", "AssetsBucket", "ExportsBucket"}
+
+
+def test_what_holds_customer_data_is_retained(resources: dict[str, Any]) -> None:
+    """Kept when the stack is deleted or the resource replaced: the platform's stores and the archives, and
+    the buckets' policies with them (a retained bucket still refuses plain HTTP)."""
+    stateful = {
+        logical_id
+        for logical_id, resource in resources.items()
+        if resource["Type"] in ("AWS::DynamoDB::Table", "AWS::S3::Bucket", "AWS::S3::BucketPolicy")
+    }
+    retained = {
+        logical_id for logical_id in stateful if resources[logical_id].get("DeletionPolicy") == "Retain"
+    }
+    assert retained == RETAINED | {"AssetsBucketPolicy", "ExportsBucketPolicy"}
+    for logical_id in retained:
+        assert resources[logical_id]["UpdateReplacePolicy"] == "Retain", logical_id
+    # Deliberately not: the jobs table holds export bookkeeping (no record data) expiring by itself, and
+    # only this stack reads it; the rate-limit counters live minutes.
+    for logical_id in ("JobsTable", "RateLimitsTable"):
+        policies = (resources[logical_id]["DeletionPolicy"], resources[logical_id]["UpdateReplacePolicy"])
+        assert policies == ("Delete", "Delete"), logical_id
 
 
 # ---------------------------------------------------------------------------------------------- storage
@@ -491,7 +663,8 @@ def test_the_environment_is_all_that_settings_need(
         if isinstance(value, str):
             monkeypatch.setenv(name, value)
         else:
-            ref = value["Ref"]
+            # A platform store's name: the demo store (its parameters are empty by default).
+            ref = value["Fn::If"][1]["Ref"] if "Fn::If" in value else value["Ref"]
             monkeypatch.setenv(name, str(parameters[ref]["Default"]) if ref in parameters else ref)
     settings = Settings.from_env()
     assert (settings.jobs_table, settings.org_data_table, settings.api_keys_table) == (
@@ -518,12 +691,22 @@ def grant_target(resource: Any) -> tuple[str, ...]:
             return ("ExportStateMachine", "executions")
         if resource["Fn::Sub"] == f"arn:aws:iam::${{AWS::AccountId}}:role/{DOWNLOAD_SIGNING_ROLE_NAME}":
             return ("DownloadSigningRole",)
-        match = re.fullmatch(
-            r"arn:aws:(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
-            resource["Fn::Sub"],
+        text, variables = (
+            (resource["Fn::Sub"], {}) if isinstance(resource["Fn::Sub"], str) else resource["Fn::Sub"]
         )
-        assert match, f"unexpected ARN form {resource['Fn::Sub']!r}"
-        return (match[1], match[2]) if match[2] else (match[1],)
+        match = re.fullmatch(
+            r"arn:(?:aws|\$\{AWS::Partition\}):"
+            r"(?:s3:::|dynamodb:\$\{AWS::Region\}:\$\{AWS::AccountId\}:table/)\$\{(\w+)\}(?:/(.+))?",
+            text,
+        )
+        assert match, f"unexpected ARN form {text!r}"
+        target = match[1]
+        if variables:  # a platform store's ARN, from its one conditional name
+            ((variable, value),) = variables.items()
+            stores = [store for store in PLATFORM_STORES if value == store_name(store)]
+            assert variable == target and stores, f"{variables} is not a platform store's name"
+            target = stores[0]
+        return (target, match[2]) if match[2] else (target,)
     raise AssertionError(f"a grant on {resource!r}, not on a resource of this template")
 
 
@@ -555,17 +738,38 @@ def test_function_logs_to_its_own_group_with_retention(resources: dict[str, Any]
 
 def test_template_uses_only_what_the_local_stack_resolves(template: dict[str, Any]) -> None:
     names = set(template["Resources"]) | set(template["Parameters"])
-    for node in walk(template):
+    conditions = set(template["Conditions"])
+    for node in walk(template["Conditions"]):
+        if isinstance(node, dict) and len(node) == 1:
+            (key,) = node
+            if key.startswith("Fn::") or key == "Condition":
+                assert key in RESOLVABLE_CONDITION_FUNCTIONS, f"{key} in {node}"
+            if key == "Condition":
+                assert node[key] in conditions, f"!Condition {node[key]}"
+            if key == "Ref":
+                assert node[key] in set(template["Parameters"]) | RESOLVABLE_PSEUDO_PARAMETERS, node
+    for logical_id, resource in template["Resources"].items():
+        if "Condition" in resource:
+            assert resource["Condition"] in conditions, f"{logical_id}: Condition {resource['Condition']}"
+    for node in walk({part: value for part, value in template.items() if part != "Conditions"}):
         if isinstance(node, dict) and len(node) == 1:
             (key,) = node
             if key.startswith("Fn::") or key == "Ref":
                 assert key in RESOLVABLE_INTRINSICS, f"{key} in {node}"
+            if key == "Fn::If":
+                condition, _, _ = node[key]
+                assert condition in conditions, f"!If on {condition}"
             if key == "Fn::Sub":
-                assert isinstance(node[key], str), "only the one-string form of !Sub"
-                for variable in re.findall(r"\$\{([^}]*)\}", node[key]):
-                    assert variable in names | RESOLVABLE_PSEUDO_PARAMETERS, f"{variable} in {node[key]!r}"
+                # The one-string form, or [string, {variable: value}] (a store's ARN from its name).
+                text, variables = (node[key], {}) if isinstance(node[key], str) else node[key]
+                assert isinstance(text, str) and isinstance(variables, dict), node
+                for variable in re.findall(r"\$\{([^}]*)\}", text):
+                    known = names | RESOLVABLE_PSEUDO_PARAMETERS | set(variables)
+                    assert variable in known, f"{variable} in {text!r}"
             if key == "Ref":
-                assert node[key] in names | RESOLVABLE_PSEUDO_PARAMETERS, f"!Ref {node[key]}"
+                # AWS::NoValue: an item or property left out (LocalStack.resolve drops it too).
+                known = names | RESOLVABLE_PSEUDO_PARAMETERS | {"AWS::NoValue"}
+                assert node[key] in known, f"!Ref {node[key]}"
             if key == "Fn::GetAtt":
                 # ...or the role SAM generates for a function (<logical id>Role).
                 generated_roles = {f"{name}Role" for name in FUNCTIONS}
@@ -578,8 +782,10 @@ def test_outputs_name_the_api_url_and_every_store(template: dict[str, Any]) -> N
         "Fn::Sub": "https://${ExportApi}.execute-api.${AWS::Region}.amazonaws.com/live"
     }
     referenced = {output["Value"].get("Ref") for output in outputs.values()}
-    stores = {"JobsTable", "OrgDataTable", "ApiKeysTable", "AssetsBucket", "ExportsBucket", "ExportQueue"}
-    assert stores <= referenced
+    assert {"JobsTable", "ExportsBucket", "ExportQueue"} <= referenced
+    # The platform's stores as the functions use them: the demo ones, or those the parameters name.
+    for store in PLATFORM_STORES:
+        assert outputs[f"{store}Name"]["Value"] == store_name(store)
 
 
 def test_samconfig_deploys_the_data_export_stack() -> None:
