@@ -543,6 +543,7 @@ class LocalStack:
             return self._ref(str(value["Ref"]))
         if "Fn::GetAtt" in value:
             logical_id, attribute = value["Fn::GetAtt"]
+            self._created(logical_id)
             if attribute == "Arn":
                 return self.arns[logical_id]
             if attribute == "QueueName":
@@ -587,6 +588,18 @@ class LocalStack:
         """Whether the stack creates the resource: it has no Condition, or its Condition holds."""
         return "Condition" not in resource or self.condition(str(resource["Condition"]))
 
+    def _created(self, logical_id: str) -> None:
+        """Refuse a reference to a resource the stack does not create, as CloudFormation does: it may be
+        named only inside an !If on its Condition (a platform store the local stack made under the given
+        name too: so a grant that did not follow its parameter fails here, not just on AWS)."""
+        resource = self.template.resources.get(logical_id)
+        if resource is not None and not self.creates(resource):
+            condition = resource["Condition"]
+            raise ValueError(
+                f"{logical_id} is not created (its Condition {condition} is false): "
+                f"name it inside !If [{condition}, ...]"
+            )
+
     def _ref(self, name: str) -> Any:
         pseudo = {
             "AWS::Region": REGION,
@@ -599,6 +612,7 @@ class LocalStack:
             return pseudo[name]
         if name == "AWS::NoValue":
             return NO_VALUE
+        self._created(name)
         if name in self.physical:
             return self.physical[name]
         if "." in name:  # ${Resource.Attribute} inside Sub

@@ -128,6 +128,23 @@ def test_names_and_grants_follow_the_parameters(tmp_path: Path) -> None:
     assert document["Statement"][0]["Condition"]["ArnLike"]["aws:SourceArn"] == ["arn:ExportsBucket"]
 
 
+@pytest.mark.parametrize(
+    "reference",
+    [
+        {"Ref": "OrgDataTable"},
+        {"Fn::GetAtt": ["ApiKeysTable", "Arn"]},
+        {"Fn::Sub": "arn:aws:s3:::${AssetsBucket}/*"},
+        {"Fn::Sub": "${AssetsBucket.Arn}/*"},
+    ],
+)
+def test_a_store_named_outside_its_condition_is_refused(tmp_path: Path, reference: dict[str, Any]) -> None:
+    """As CloudFormation refuses it: so a grant that does not follow its parameter fails locally too."""
+    stack = local_stack(tmp_path, PLATFORM_STORES)
+    stack.physical["OrgDataTable"] = "platform-org-data"  # as started: the platform's store stands there
+    with pytest.raises(ValueError, match="is not created"):
+        stack.resolve(reference)
+
+
 CONDITIONS_TEMPLATE = """
 Parameters:
   Name: {Type: String, Default: ""}
