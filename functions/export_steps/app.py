@@ -8,7 +8,7 @@ from functools import wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aws_lambda_powertools import Logger
-from data_export import wiring
+from data_export import snapstart, wiring
 from data_export.errors import TransientExportError, is_transient
 from data_export.models import AssembleInput, BuildUnitInput, FailInput, PlanInput
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
+# SnapStart (template parameter): the chunked export and its clients, built before the snapshot.
+snapstart.register(wiring.chunked_export)
 Result = TypeVar("Result")
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from data_export import wiring
+from data_export import snapstart, wiring
 from data_export.models import ExportRequestMessage
 
 if TYPE_CHECKING:
@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
+# SnapStart (template parameter): the sweeper and its clients, built before the snapshot.
+snapstart.register(wiring.sweeper)
 
 
 @logger.inject_lambda_context(clear_state=True)

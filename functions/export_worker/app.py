@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from data_export import wiring
+from data_export import snapstart, wiring
 from data_export.models import ExportRequestMessage
 
 if TYPE_CHECKING:
@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)
+# SnapStart (template parameter): the dispatcher and its clients, built before the snapshot.
+snapstart.register(wiring.dispatcher)
 
 
 def build_export(record: SQSRecord) -> None:

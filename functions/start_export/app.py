@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
-from data_export import wiring
+from data_export import snapstart, wiring
 from data_export.http import (
     BASE_PATH,
     ID_DESCRIPTION,
@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 logger = Logger()
 app = create_resolver()
+# SnapStart (template parameter): the stores and services a request needs, built before the snapshot.
+snapstart.register(wiring.api_keys, wiring.org_data, wiring.rate_limiter, wiring.export_service)
 
 
 @app.post(
