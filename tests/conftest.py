@@ -14,8 +14,7 @@ EXAMPLE_FIXTURE = REPO.parent / "shared" / "spec" / "example-org.yaml"
 AUTH_FIXTURE = REPO / "tests" / "e2e" / "auth-cases.yaml"
 
 
-@pytest.fixture(scope="session")
-def stack() -> Iterator[Any]:
+def _start_stack() -> Any:
     from data_export.settings import get_settings
     from data_export_cli.seed import seed_file
     from data_export_cli.stack import GrantRef, LocalStack
@@ -38,6 +37,16 @@ def stack() -> Iterator[Any]:
             s3_client=local.client("s3"),
             settings=get_settings(),
         )
+    return local
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Any]:
+    if _iam_batch.grants:  # one stack for every run of the batch (pytest_runtestloop below)
+        _iam_batch.stack = _iam_batch.stack or _start_stack()
+        yield _iam_batch.stack
+        return
+    local = _start_stack()
     yield local
     local.stop()
 
@@ -103,3 +112,52 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
         path = Path(_iam_trace.directory) / f"trace-{os.getpid()}.json"
         path.write_text(json.dumps(_iam_trace.tests), encoding="utf-8")
+
+
+class _IamBatch:
+    """DATA_EXPORT_IAM_BATCH=GRANT;GRANT;... : the selected test runs once per grant, that grant taken out of
+    the running stack's policies each time, and DATA_EXPORT_IAM_RESULTS gets, per grant, whether the test
+    failed and what the stack denied (the least-privilege test's fast path: one pytest and one stack for
+    all the grants a test proves, instead of one each)."""
+
+    def __init__(self) -> None:
+        self.grants = [g for g in os.environ.get("DATA_EXPORT_IAM_BATCH", "").split(";") if g]
+        self.results = os.environ.get("DATA_EXPORT_IAM_RESULTS")
+        self.stack: Any = None
+
+
+_iam_batch = _IamBatch()
+
+
+def pytest_runtestloop(session: pytest.Session) -> bool | None:
+    if not _iam_batch.grants:
+        return None
+    import json
+
+    from _pytest.runner import runtestprotocol
+    from data_export_cli.stack import GrantRef
+
+    results: dict[str, dict[str, Any]] = {}
+    for item in session.items:
+        for text in _iam_batch.grants:
+            grant = GrantRef.parse(text)
+            _iam_batch.stack = _iam_batch.stack or _start_stack()
+            _iam_batch.stack.denials.clear()
+            _iam_batch.stack.revoke(grant)
+            try:
+                reports = runtestprotocol(item, nextitem=None, log=False)
+            finally:
+                _iam_batch.stack.restore(grant)
+            denials = [
+                {"role": str(d.principal).split(":assumed-role/")[-1].split("/")[0], "action": d.action}
+                for d in list(_iam_batch.stack.denials)
+            ]
+            results.setdefault(item.nodeid, {})[text] = {
+                "failed": any(report.failed for report in reports),
+                "denials": denials,
+            }
+    if _iam_batch.results:
+        Path(_iam_batch.results).write_text(json.dumps(results), encoding="utf-8")
+    if _iam_batch.stack is not None:
+        _iam_batch.stack.stop()
+    return True

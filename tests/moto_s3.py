@@ -8,7 +8,7 @@ from typing import Any
 import boto3
 from moto.server import ThreadedMotoServer
 
-from tests.credentials import test_credentials
+from tests.credentials import moto_credentials
 
 
 def own_s3(bucket: str) -> Iterator[Any]:
@@ -21,7 +21,7 @@ def own_s3(bucket: str) -> Iterator[Any]:
         endpoint_url=f"http://{host}:{port}",
         region_name="us-east-1",
         # moto's IAM checks are the process's: where a local stack enforces them, its admin signs
-        **test_credentials(),
+        **moto_credentials(),
     )
     client.create_bucket(Bucket=bucket)
     try:

@@ -160,6 +160,11 @@ def install(
     _STATE.installed = True
 
 
+def current() -> tuple[bool, Callable[[Denial], None] | None, Callable[[Grant], None] | None]:
+    """(enforcing, on_denied, on_allowed) as they are now: what a caller changing them puts back after."""
+    return _enforcing(), _STATE.on_denied, _STATE.on_allowed
+
+
 def enforce(enabled: bool) -> None:
     """Turn moto's IAM checks on (every request from now on) or off, for this whole process."""
     if enabled:

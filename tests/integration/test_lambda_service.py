@@ -23,7 +23,7 @@ from data_export_cli.lambda_service import (
     function_name,
 )
 
-from tests.credentials import test_credentials
+from tests.credentials import moto_credentials
 
 REGION = "us-east-1"
 ROLE_ARN = "arn:aws:iam::123456789012:role/x"
@@ -61,7 +61,7 @@ def client(service: str, endpoint_url: str) -> Any:
         endpoint_url=endpoint_url,
         region_name=REGION,
         # moto's IAM checks are the process's: where a local stack enforces them, its admin signs
-        **test_credentials(),
+        **moto_credentials(),
     )
 
 

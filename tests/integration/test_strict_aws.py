@@ -12,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,6 +139,8 @@ class World:
     queue_urls: dict[str, str]
     denials: list[Denial] = field(default_factory=list)
     grants: list[Grant] = field(default_factory=list)
+    # the callbacks the module installs (the world fixture), to put back after a test replaces them
+    record: tuple[Callable[[Denial], None], Callable[[Grant], None]] | None = None
 
     def client(self, service: str, who: dict[str, Any], **config: Any) -> Any:
         return boto3.session.Session().client(  # type: ignore[call-overload]
@@ -224,22 +226,53 @@ def _create_resources(world: World) -> None:
     world.reader.update(mint(READER))
 
 
-@pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+@pytest.fixture(scope="session")
+def _world_resources() -> Iterator[World]:
+    """This module's server and resources, once per process: moto's backends are the process's and outlive
+    a server, and pytest may set the module up again after running another module's tests in between."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     world = World(f"http://{host}:{port}", {}, {}, {}, {}, {})
+    enforced, on_denied, on_allowed = strict_aws.current()
     try:
         strict_aws.enforce(False)
         _create_resources(world)
-        strict_aws.install(on_denied=world.denials.append, on_allowed=world.grants.append)
-        strict_aws.enforce(True)
+    finally:
+        strict_aws.install(on_denied, on_allowed)
+        strict_aws.enforce(enforced)
+    yield world
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(_world_resources: World) -> Iterator[World]:
+    """Enforcement on, this module's callbacks recording its own roles' calls; what was there before (a local
+    stack of this pytest process enforcing, with its callbacks) is put back after, and hears its own calls
+    meanwhile."""
+    world = _world_resources
+    enforced, on_denied, on_allowed = strict_aws.current()
+
+    def denied(denial: Denial) -> None:
+        if f"-{UID}" in denial.principal:
+            world.denials.append(denial)
+        elif on_denied is not None:
+            on_denied(denial)
+
+    def allowed(grant: Grant) -> None:
+        if f"-{UID}" in grant.principal:
+            world.grants.append(grant)
+        elif on_allowed is not None:
+            on_allowed(grant)
+
+    world.record = (denied, allowed)
+    strict_aws.install(on_denied=denied, on_allowed=allowed)
+    strict_aws.enforce(True)
+    try:
         yield world
     finally:
-        strict_aws.enforce(False)
-        strict_aws.install()
-        server.stop()
+        strict_aws.install(on_denied, on_allowed)
+        strict_aws.enforce(enforced)
 
 
 @pytest.fixture(autouse=True)
@@ -654,4 +687,5 @@ def test_install_again_replaces_the_callbacks_and_enforce_off_restores_moto(worl
         assert http_get(presign(world, world.worker, "private/secret"))[0] == 200
     finally:
         strict_aws.enforce(True)
-        strict_aws.install(on_denied=world.denials.append, on_allowed=world.grants.append)
+        assert world.record is not None
+        strict_aws.install(*world.record)
