@@ -84,7 +84,7 @@ class LambdaService:
         if upstream.scheme != "http" or not upstream.hostname:
             raise ValueError(f"moto endpoint must be an http:// URL, not {moto_endpoint!r}")
         self._upstream = (upstream.hostname, upstream.port or 80)
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         # Map states invoke in parallel, and a handler may run for minutes: one thread per connection.
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -268,6 +268,16 @@ class LambdaService:
                 pass  # the functions log; keep the console for them
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    # Map states open many connections at once (16 per execution, and every throttled retry anew): a
+    # deeper accept queue than socketserver's 5, so that a burst is never refused.
+    request_queue_size = 128
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A request this server failed on (its connection is closed unanswered): logged, not printed."""
+        LOGGER.exception("The Lambda service failed on a request from %s", client_address)
 
 
 def _request_body(handler: BaseHTTPRequestHandler) -> Iterator[bytes]:

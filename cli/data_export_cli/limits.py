@@ -204,6 +204,7 @@ class FunctionStats:
     timeout_seconds: float
     invocations: int = 0
     peak: int = 0  # the most events run at once
+    recent_peak: int = 0  # the most at once since reset_peaks (a test's own measure)
     environments: int = 0  # execution environments created (cold starts)
     throttles: int = 0
     timeouts: int = 0
@@ -274,6 +275,7 @@ class Concurrency:
             if not stats.reserved:
                 self._unreserved_busy += 1
             stats.peak = max(stats.peak, self._busy[function])
+            stats.recent_peak = max(stats.recent_peak, self._busy[function])
             if self._idle[function]:
                 return self._idle[function].pop()  # the warmest
             index = self._created[function]
@@ -308,10 +310,10 @@ class Concurrency:
             return previous
 
     def reset_peaks(self) -> None:
-        """Start counting the most events at once afresh (from what runs now)."""
+        """Start counting the most events at once afresh (``recent_peak``, from what runs now)."""
         with self._condition:
             for name, stats in self.stats.items():
-                stats.peak = self._busy[name]
+                stats.recent_peak = self._busy[name]
 
     def count(self, function: str, **increments: float) -> None:
         with self._condition:
