@@ -33,7 +33,7 @@ def measured(stack: Any, name: str) -> Iterator[dict[str, Any]]:
                 for key in ("invocations", "throttles", "timeouts", "errors", "environments")
             }
             if any(delta.values()):
-                functions[function] = {"limit": stats["limit"], "peak": stats["peak"], **delta}
+                functions[function] = {"limit": stats["limit"], "peak": stats["recent_peak"], **delta}
         queues = {}
         for queue, stats in after["queues"].items():
             was = before["queues"].get(queue, {})
