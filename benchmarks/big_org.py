@@ -186,6 +186,27 @@ def export_one(
     }
 
 
+def built_by(ready: dict[str, Any], job_id: str) -> str:
+    """How the stack built the job, asked as the local admin: Step Functions (the execution is named after
+    the job) or the worker's fast path."""
+    import boto3
+
+    client = boto3.client(
+        "stepfunctions",
+        endpoint_url=ready["aws_endpoint_url"],
+        region_name="us-east-1",
+        aws_access_key_id=ready.get("aws_access_key_id", "testing"),
+        aws_secret_access_key=ready.get("aws_secret_access_key", "testing"),
+    )
+    for machine in client.list_state_machines()["stateMachines"]:
+        arn = machine["stateMachineArn"].replace(":stateMachine:", ":execution:") + f":{job_id}"
+        try:
+            return f"step functions ({client.describe_execution(executionArn=arn)['status']})"
+        except client.exceptions.ExecutionDoesNotExist:
+            continue
+    return "fast path"
+
+
 def _expected_files(fixture: Any, organization: Any) -> tuple[set[str], int]:
     """Archive paths of the manifest and of every record's YAML, and how many files the archive holds in
     all (those plus one per binary that is not missing; their paths are the exporter's to choose, and
@@ -248,6 +269,7 @@ def run_check(
                 figures[archive_format] = export_one(
                     ready["api_url"], owner_key, fixture, archive_format, out, export_timeout
                 )
+                figures[archive_format]["built_by"] = built_by(ready, figures[archive_format]["job_id"])
             except CheckFailed as error:
                 denied = denials(log_path)
                 raise CheckFailed(

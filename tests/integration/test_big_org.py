@@ -28,5 +28,6 @@ def test_a_big_organization_exports_byte_for_byte_in_both_formats(tmp_path: Path
     figures = run_check(SHAPE, work=tmp_path, env={} if full_size else STEP_FUNCTIONS)
     for archive_format in ("zip", "tar.gz"):
         assert figures[archive_format]["files"] > 0
+        assert figures[archive_format]["built_by"] == "step functions (SUCCEEDED)"
     assert figures["denials"] == 0
     print(figures)
