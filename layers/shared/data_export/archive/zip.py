@@ -1,15 +1,21 @@
 """Streaming zip writer: one pass, constant memory, never seeks; Zip64 when needed.
 
-Entries come in three shapes, chosen so that every common unzipper, including
+Entries come in these shapes, chosen so that every common unzipper, including
 Java's sequential ``ZipInputStream`` (which rejects STORED entries that have a
 data descriptor), can read them:
 
-- ``add_bytes``: content in memory, so CRC and sizes go in the local header.
+- ``add_bytes``: content in memory, so CRC and sizes go in the local header;
+  DEFLATED at the writer's level (records) if that is smaller, else STORED.
+- ``add_file``: a file's content in memory (an asset): DEFLATED at
+  ``asset_level`` when a sample says it pays (``compression.MIN_SAVING``) and
+  the whole is smaller, else STORED; CRC and sizes in the local header either way.
 - ``add_stored``: streamed content whose size and CRC are known up front
   (verified while streaming).
-- ``add_stream``: streamed content of unknown CRC. Method DEFLATED made of
-  hand-framed deflate *stored* blocks (no compression, memory speed) followed
-  by a data descriptor.
+- ``add_stream``: streamed content of unknown CRC, method DEFLATED followed by
+  a data descriptor (allowed for DEFLATED, which Java reads). Either hand-framed
+  deflate *stored* blocks (no compression, memory speed), or, with
+  ``compress=True`` and a sample of the content's head that says it pays, deflated
+  on the fly at ``asset_level``.
 
 Chunked builds: several writers each start at offset 0 in their own object and
 are closed with ``central_directory=False``; an assembler concatenates the
@@ -22,10 +28,11 @@ from __future__ import annotations
 
 import calendar
 import functools
+import itertools
 import math
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
 
@@ -38,7 +45,14 @@ from data_export.archive import (
     WriterBrokenError,
     check_entry_name,
 )
-from data_export.archive.compression import DeflateBackend, get_backend
+from data_export.archive.compression import (
+    ASSET_LEVEL,
+    SAMPLE_MIN_SIZE,
+    Compressor,
+    DeflateBackend,
+    deflate_pays,
+    get_backend,
+)
 
 METHOD_STORED = 0
 METHOD_DEFLATED = 8
@@ -72,6 +86,8 @@ _MAX_STORED_BLOCK = StoredBlockFramer.MAX_BLOCK
 _FINAL_EMPTY_BLOCK = StoredBlockFramer.FINAL_EMPTY_BLOCK
 
 _SMALL_PAYLOAD = 16 << 10  # joined to its header: one write
+# add_stream(compress=True) samples this much of the content's head (or its first chunk, if bigger).
+_STREAM_HEAD = 256 << 10
 
 _DOS_EPOCH = calendar.timegm((1980, 1, 1, 0, 0, 0))
 _DOS_END = calendar.timegm((2107, 12, 31, 23, 59, 58))
@@ -107,11 +123,18 @@ def stored_deflate_size(size: int) -> int:
     return size + 5 * math.ceil(size / _MAX_STORED_BLOCK) + len(_FINAL_EMPTY_BLOCK)
 
 
+def deflate_bound(size: int) -> int:
+    """More than deflate can make of ``size`` bytes, however incompressible (zlib's deflateBound is
+    ~0.03 % over the size; isal's stored fallback less): decides an ``add_stream`` entry's Zip64 form."""
+    return stored_deflate_size(size) + (size >> 10) + (64 << 10)
+
+
 class ZipStreamWriter:
     """Writes a zip archive to ``sink`` in one pass.
 
     ``offset`` is where this writer's first byte lies in the final archive.
-    ``level`` is a zlib-scale compression level for ``add_bytes`` (default: fast).
+    ``level`` is a zlib-scale compression level for ``add_bytes`` (default: fast), ``asset_level``
+    the one for ``add_file`` and ``add_stream(compress=True)`` (default: ``ASSET_LEVEL``).
     ``force_zip64`` writes every Zip64 structure even when nothing needs it (for
     tests), except in ``add_stream`` local headers, which only ``size_hint`` drives.
     Chunks given to ``add_stored`` may be handed to the sink as they are: don't reuse them.
@@ -123,6 +146,7 @@ class ZipStreamWriter:
         *,
         offset: int = 0,
         level: int | None = None,
+        asset_level: int = ASSET_LEVEL,
         force_zip64: bool = False,
         backend: DeflateBackend | None = None,
     ) -> None:
@@ -130,6 +154,8 @@ class ZipStreamWriter:
         self._force_zip64 = force_zip64
         self._backend = backend or get_backend()
         self._deflate = self._backend.deflater(level)
+        self._asset_level = asset_level
+        self._deflate_asset = self._backend.deflater(asset_level)
         self._crc32: Callable[..., int] = self._backend.module.crc32  # the C function: no wrapper call
         self._entries: list[ZipEntry] = []
         self._in_entry = False  # stays True if an entry failed halfway
@@ -146,15 +172,32 @@ class ZipStreamWriter:
 
     def add_bytes(self, name: str, data: BytesLike, *, mtime: float, compress: bool = True) -> ZipEntry:
         """Add content held in memory: DEFLATED if ``compress`` and it helps, else STORED."""
+        return self._add_in_memory(name, data, mtime, self._deflate if compress else None)
+
+    def add_file(self, name: str, data: BytesLike, *, mtime: float) -> ZipEntry:
+        """Add a file's content held in memory (an asset): DEFLATED at ``asset_level`` when a sample of it
+        shrinks by ``compression.MIN_SAVING`` (a file under ``SAMPLE_MIN_SIZE`` is tried whole) and the
+        whole comes out smaller, else STORED. The sample spares deflating what will not shrink."""
+        deflate = self._deflate_asset if self._deflate_pays(data) else None
+        return self._add_in_memory(name, data, mtime, deflate)
+
+    def _deflate_pays(self, data: BytesLike) -> bool:
+        """Whether to deflate an asset that begins with (or is) ``data``."""
+        return len(data) < SAMPLE_MIN_SIZE or deflate_pays(data, self._deflate_asset)
+
+    def _add_in_memory(
+        self, name: str, data: BytesLike, mtime: float, deflate: Callable[[BytesLike], bytes] | None
+    ) -> ZipEntry:
         encoded = _encode_name(name)
         self._begin()
         crc = self._crc32(data)
         size = len(data)
         payload, method = data, METHOD_STORED
-        if compress and size:
-            deflated = self._deflate(data)
+        if deflate is not None and size:
+            deflated = deflate(data)
             if len(deflated) < size:
                 payload, method = deflated, METHOD_DEFLATED
+            del deflated  # not held past the write when it is not used
         header_offset = self._out.offset
         zip64 = self._force_zip64 or size >= U32_MAX
         seconds = _posix_seconds(mtime)
@@ -220,9 +263,19 @@ class ZipStreamWriter:
         )
 
     def add_stream(
-        self, name: str, chunks: Iterable[BytesLike], *, size_hint: int | None, mtime: float
+        self,
+        name: str,
+        chunks: Iterable[BytesLike],
+        *,
+        size_hint: int | None,
+        mtime: float,
+        compress: bool = False,
     ) -> ZipEntry:
-        """Stream an entry whose CRC is not known up front, uncompressed, in constant memory.
+        """Stream an entry whose CRC is not known up front, in constant memory.
+
+        The content goes in as deflate stored blocks (uncompressed, memory speed) unless ``compress``:
+        then its head (the first 256 KiB, or the first chunk if bigger) is sampled, and the whole is
+        deflated on the fly at ``asset_level`` if the sample says it pays (``compression.deflate_pays``).
 
         ``size_hint`` (an upper bound of the size) decides the data descriptor's
         form. ``None`` or >= 4 GiB: Zip64, which Java's ZipInputStream before
@@ -232,9 +285,10 @@ class ZipStreamWriter:
         encoded = _encode_name(name)
         self._begin()
         header_offset = self.offset
+        bound = deflate_bound if compress else stored_deflate_size
         # Not forced: Java's ZipInputStream before JDK 23 (JDK-8303866) reads a
         # Zip64 data descriptor on an entry under 4 GiB as corrupt.
-        zip64 = size_hint is None or stored_deflate_size(size_hint) >= U32_MAX
+        zip64 = size_hint is None or bound(size_hint) >= U32_MAX
         flags = FLAG_UTF8 | FLAG_DATA_DESCRIPTOR
         seconds = _posix_seconds(mtime)
         self._out.write(
@@ -250,18 +304,25 @@ class ZipStreamWriter:
             )
         )
         data_offset = self.offset
-        framer = StoredBlockFramer(self._out)
+        encoder: StoredBlockFramer | _Deflater = StoredBlockFramer(self._out)
+        if compress:
+            head, chunks = _take_head(chunks, _STREAM_HEAD)
+            if self._deflate_pays(head):
+                encoder = _Deflater(self._out, self._backend.raw_deflate(self._asset_level))
+            del head
         crc = size = 0
         for chunk in chunks:
             size += len(chunk)
-            if not zip64 and stored_deflate_size(size) >= U32_MAX:
+            if not zip64 and bound(size) >= U32_MAX:
                 raise ContentMismatchError(
                     f"{name}: content passes 4 GiB but size_hint was {size_hint}; pass size_hint=None"
                 )
             crc = self._crc32(chunk, crc)
-            framer.write(chunk)
-        framer.finish(final=True)
+            encoder.write(chunk)
+        encoder.finish(final=True)
         compressed_size = self.offset - data_offset
+        if not zip64 and compressed_size >= U32_MAX:  # deflate_bound is a bound: cannot happen
+            raise ContentMismatchError(f"{name}: deflated to {compressed_size} bytes, past 4 GiB")
         descriptor = _DESCRIPTOR_64 if zip64 else _DESCRIPTOR_32
         self._out.write(descriptor.pack(_DESCRIPTOR_SIG, crc, compressed_size, size))
         return self._end(
@@ -301,6 +362,37 @@ class ZipStreamWriter:
         self._entries.append(entry)
         self._in_entry = False
         return entry
+
+
+class _Deflater:
+    """A raw deflate stream into ``out``, with StoredBlockFramer's interface."""
+
+    def __init__(self, out: BatchingWriter, compressor: Compressor) -> None:
+        self._out = out
+        self._compressor = compressor
+
+    def write(self, data: BytesLike) -> None:
+        self._out.write(self._compressor.compress(data))
+
+    def finish(self, *, final: bool) -> None:
+        if not final:
+            raise ValueError("a deflate stream of a zip entry always ends with its entry")
+        self._out.write(self._compressor.flush())
+
+
+def _take_head(chunks: Iterable[BytesLike], size: int) -> tuple[BytesLike, Iterator[BytesLike]]:
+    """The first ``size`` bytes of ``chunks`` (or its first chunk, if bigger), and all of ``chunks`` again.
+    Buffered chunks are kept as bytes: a source may reuse its buffer once a chunk is consumed."""
+    iterator = iter(chunks)
+    pieces: list[bytes] = []
+    taken = 0
+    for chunk in iterator:
+        pieces.append(chunk if type(chunk) is bytes else bytes(chunk))
+        taken += len(chunk)
+        if taken >= size:
+            break
+    head = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+    return head, itertools.chain(pieces, iterator)
 
 
 def write_central_directory(

@@ -19,8 +19,10 @@ from data_export.models import ArchiveFormat
 from data_export.settings import MIB
 from data_export.storage.objects import Asset
 
-# Assets up to this size are read whole so that zip can store them with their CRC up front (plain STORED,
-# what every unzipper likes best); bigger ones stream through in one pass with constant memory.
+# Assets up to this size are read whole so that zip can write them with their CRC and sizes up front, STORED
+# or, when a sample says deflate pays, DEFLATED (what every unzipper likes best; Java's ZipInputStream needs it
+# for STORED); bigger ones stream through in one pass with constant memory, deflated on the fly when the sample
+# of their head says it pays, else as deflate stored blocks, with a data descriptor either way.
 BUFFERED_ASSET_LIMIT = 16 * MIB
 
 
@@ -87,11 +89,11 @@ class ZipEntries:
     def add_asset(self, name: str, asset: Asset) -> None:
         if asset.size <= BUFFERED_ASSET_LIMIT:
             data = b"".join(asset.chunks)
-            self._writer.add_bytes(name, data, mtime=self._mtime, compress=False)
+            self._writer.add_file(name, data, mtime=self._mtime)
             self.files.append(file_of(name, data))
         else:
             chunks = DigestedChunks(asset.chunks)
-            self._writer.add_stream(name, chunks, size_hint=asset.size, mtime=self._mtime)
+            self._writer.add_stream(name, chunks, size_hint=asset.size, mtime=self._mtime, compress=True)
             self.files.append(chunks.file(name))
 
     def close(self) -> None:
