@@ -30,6 +30,7 @@ from data_export.models import SECTION_KEYS, JobStatus
 from data_export_cli.template import load_template
 
 from tests.jobs import MIB, create_job
+from tests.limits.figures import measured
 
 pytestmark = pytest.mark.slow  # planning a million records takes a minute here
 
@@ -87,13 +88,18 @@ def test_the_synthetic_organization_has_a_million_records_and_two_million_binari
 
 
 @pytest.fixture(autouse=True)
-def the_templates_unit_concurrency(stack: Any) -> Iterator[None]:
-    """The template's concurrency for the unit builder (this folder's session lowers it to 8): the events
-    per unit are measured on runs without throttled attempts, whose retries the worst case counts apart."""
+def the_templates_unit_builder(stack: Any, request: pytest.FixtureRequest) -> Iterator[None]:
+    """The template's concurrency and timeout for the unit builder (this folder's session lowers them to 8
+    and 8 s): the events per unit are measured on runs without throttled or timed-out attempts, whose
+    retries the worst case counts apart."""
+    function = stack.functions["ExportBuildUnitFunction"]
     template = int(stack.resolve({"Ref": "MaxConcurrentUnitBuilds"}))
-    lowered = stack.concurrency.set_limit("ExportBuildUnitFunction", template)
-    yield
-    stack.concurrency.set_limit("ExportBuildUnitFunction", lowered)
+    lowered = stack.concurrency.set_limit(function.logical_id, template)
+    lowered_timeout = stack.concurrency.set_timeout(function.logical_id, function.timeout)
+    with measured(stack, f"(e) {request.node.name}"):
+        yield
+    stack.concurrency.set_limit(function.logical_id, lowered)
+    stack.concurrency.set_timeout(function.logical_id, lowered_timeout)
 
 
 @pytest.fixture
