@@ -161,10 +161,15 @@ def add_all_ways(writer: ZipStreamWriter, files: dict[str, bytes], *, size_hints
         # Empty chunks in between must change nothing.
         chunks = [b"", *chunked(data, 7_000), b""]
         writer.add_stream(f"stream/{name}", chunks, size_hint=len(data) if size_hints else None, mtime=MTIME)
-        expected.update(
-            {f"{kind}/{name}": data for kind in ("deflated", "stored", "stored-stream", "stream")}
-        )
+        # Assets: deflated where a sample says it pays (all-bytes.bin, the YAML), else stored (the noise).
+        writer.add_file(f"file/{name}", data, mtime=MTIME)
+        hint = len(data) if size_hints else None
+        writer.add_stream(f"stream-deflate/{name}", chunks, size_hint=hint, mtime=MTIME, compress=True)
+        expected.update({f"{kind}/{name}": data for kind in ENTRY_KINDS})
     return expected
+
+
+ENTRY_KINDS = ("deflated", "stored", "stored-stream", "stream", "file", "stream-deflate")
 
 
 @dataclass(frozen=True)
@@ -345,7 +350,7 @@ def test_concatenated_chunks_with_shifted_central_directory(
     expected = {
         f"{kind}/{chunk}/{name}": data
         for chunk in ("one", "two")
-        for kind in ("deflated", "stored", "stored-stream", "stream")
+        for kind in ENTRY_KINDS
         for name, data in files.items()
     }
     classes = request.getfixturevalue("java_zip_check") if reader == "java-zis" else None
