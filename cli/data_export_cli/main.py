@@ -77,6 +77,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"API:  {gateway.url}/dashboard/api/v1/data-export/{{organization_id}}", file=sys.stderr)
     print(f'Page: {gateway.url}/  (the "Export your data" page)', file=sys.stderr)
     print(f"AWS (moto): {stack.endpoint_url}", file=sys.stderr)
+    print(f"{stack.limits.describe()}; DATA_EXPORT_LOCAL_* lower them (docs/scaling.md)", file=sys.stderr)
     if stack.admin_credentials:
         # IAM is enforced: the functions have their roles; people inspect the stack as the admin user.
         print("AWS CLI and boto3 as the local admin (paste into a shell):", file=sys.stderr)
