@@ -36,6 +36,8 @@ def archive_files(data: bytes, archive_format: str) -> dict[str, bytes]:
             assert archive.testzip() is None
             for info in archive.infolist():
                 assert info.flag_bits & 0x800, f"{info.filename}: UTF-8 flag not set"
+                # Java's ZipInputStream rejects a STORED entry with a data descriptor; DEFLATED may have one.
+                assert info.compress_type == zipfile.ZIP_DEFLATED or not info.flag_bits & 0x8, info.filename
                 files[info.filename] = archive.read(info)
     else:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
@@ -143,7 +145,12 @@ def check_no_secret_nor_other_organization(files: dict[str, bytes], example: Any
 def check_with_real_tools(archive: Path, archive_format: str, expected: set[str], work: Path) -> int:
     """Test and extract with every archive tool present; returns how many tools ran."""
     if archive_format == "zip":
-        commands = [["unzip", "-tq", str(archive)], ["jar", "tf", str(archive)], ["7z", "t", str(archive)]]
+        commands = [
+            ["unzip", "-tq", str(archive)],
+            ["jar", "tf", str(archive)],
+            ["7z", "t", str(archive)],
+            ["bsdtar", "-tf", str(archive)],
+        ]
     else:
         commands = [["tar", "-tzf", str(archive)], ["bsdtar", "-tzf", str(archive)]]
     ran = 0
