@@ -13,13 +13,17 @@ from pathlib import Path
 import pytest
 from data_export.archive import compression
 from data_export.archive.compression import (
+    ASSET_LEVEL,
     DEFAULT_LEVEL,
     ENV_VAR,
     FAST_LEVEL,
+    SAMPLE_WINDOW,
     DeflateBackend,
     available_backends,
     backend_name,
+    deflate_pays,
     get_backend,
+    sample_windows,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,6 +92,24 @@ def test_levels_map_onto_isals_scale() -> None:
     for level in (-1, 10):
         with pytest.raises(ValueError, match="0-9"):
             stdlib.native_level(level)
+
+
+def test_the_sample_spreads_from_the_first_byte_to_the_last() -> None:
+    data = bytes(range(256)) * 1000
+    windows = sample_windows(data)
+    assert [len(window) for window in windows] == [SAMPLE_WINDOW] * 4
+    assert bytes(windows[0]) == data[:SAMPLE_WINDOW] and bytes(windows[-1]) == data[-SAMPLE_WINDOW:]
+    assert [bytes(window) for window in sample_windows(data[:10_000])] == [data[:10_000]]
+
+
+def test_deflate_pays_for_text_and_flat_edges_not_for_noise(backend: DeflateBackend) -> None:
+    deflate = backend.deflater(ASSET_LEVEL)
+    assert deflate_pays(TEXT, deflate)
+    # A product shot's shape: flat background at the top and bottom (the sample's end windows), noise between.
+    photo = bytes(40_000) + NOISE + bytes(40_000)
+    assert deflate_pays(photo, deflate)
+    assert not deflate_pays(NOISE, deflate)
+    assert not deflate_pays(b"", deflate)
 
 
 def test_unknown_backend_is_refused() -> None:

@@ -17,13 +17,7 @@ from functools import cache
 from pathlib import Path
 
 import pytest
-from data_export.archive.compression import (
-    SAMPLE_WINDOW,
-    available_backends,
-    deflate_pays,
-    get_backend,
-    sample_windows,
-)
+from data_export.archive.compression import available_backends, get_backend
 from data_export.archive.zip import (
     FLAG_DATA_DESCRIPTOR,
     METHOD_DEFLATED,
@@ -45,8 +39,7 @@ from tests.unit.test_archive_zip import READERS, extract, java_major, java_zip_c
 
 TEXT = b"".join(b"%d,Huila caf\xc3\xa9 340 g,21.50,CAD,in_stock\n" % n for n in range(12_000))  # ~470 KB
 NOISE = random.Random(11).randbytes(300_000)
-# A product shot's shape: flat background (compressible) at the top and bottom, the object in between.
-PHOTO = bytes(40_000) + random.Random(12).randbytes(400_000) + bytes(40_000)
+PHOTO = bytes(40_000) + random.Random(12).randbytes(400_000) + bytes(40_000)  # a product shot's shape
 LOCAL_HEADER = struct.Struct("<IHHHHHIIIHH")
 
 
@@ -60,22 +53,6 @@ def local_header(archive: bytes, entry: ZipEntry) -> tuple[int, int, int, int, i
 @pytest.fixture(params=available_backends())
 def backend_name(request: pytest.FixtureRequest) -> str:
     return str(request.param)
-
-
-def test_the_sample_spreads_from_the_first_byte_to_the_last() -> None:
-    data = bytes(range(256)) * 1000
-    windows = sample_windows(data)
-    assert [len(window) for window in windows] == [SAMPLE_WINDOW] * 4
-    assert bytes(windows[0]) == data[:SAMPLE_WINDOW] and bytes(windows[-1]) == data[-SAMPLE_WINDOW:]
-    assert [bytes(window) for window in sample_windows(data[:10_000])] == [data[:10_000]]
-
-
-def test_deflate_pays_for_text_and_flat_edges_not_for_noise(backend_name: str) -> None:
-    deflate = get_backend(backend_name).deflater(6)
-    assert deflate_pays(TEXT, deflate)
-    assert deflate_pays(PHOTO, deflate)  # the sample's windows at both ends see the flat background
-    assert not deflate_pays(NOISE, deflate)
-    assert not deflate_pays(b"", deflate)
 
 
 def test_add_file_puts_sizes_and_crc_up_front_deflated_or_stored(backend_name: str) -> None:
