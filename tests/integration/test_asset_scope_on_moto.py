@@ -116,7 +116,9 @@ def download(job: Job) -> bytes:
 def build_fast(organization_id: str, archive_format: ArchiveFormat) -> tuple[Job, list[str]]:
     recording = RecordingAssets(wiring.export_builder().assets)
     builder = dataclasses.replace(wiring.export_builder(), assets=recording)
-    job = builder.build(organization_id, create_job(organization_id, archive_format).job_id)
+    job_id = create_job(organization_id, archive_format).job_id
+    with as_function("ExportWorkerFunction"):
+        job = builder.build(organization_id, job_id)
     assert job is not None
     return job, recording.keys
 
@@ -129,7 +131,8 @@ def build_chunked(
     monkeypatch.setattr(chunked, "assets", recording)
     job = create_job(organization_id, archive_format)
     dispatcher = chunking_dispatcher(chunk_target_bytes=1 * MIB, chunk_max_records=1)
-    assert dispatcher.dispatch(organization_id, job.job_id) is Dispatch.STARTED
+    with as_function("ExportWorkerFunction"):
+        assert dispatcher.dispatch(organization_id, job.job_id) is Dispatch.STARTED
     sfn = stack.client("stepfunctions")
     arn = f"{stack.physical['ExportStateMachine'].replace(':stateMachine:', ':execution:')}:{job.job_id}"
     deadline = time.monotonic() + 180

@@ -17,6 +17,7 @@ from data_export.jobs import Job
 from data_export.models import ErrorCode, JobStatus
 from data_export.storage.objects import Asset
 
+from tests.credentials import as_function
 from tests.jobs import create_job
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
@@ -60,9 +61,15 @@ def builder() -> ExportBuilder:
     return wiring.export_builder()
 
 
+def build(export_builder: ExportBuilder, job_id: str) -> Job | None:
+    """The worker's build of the job (as a message delivery runs it), as ExportWorkerFunction."""
+    with as_function("ExportWorkerFunction"):
+        return export_builder.build(ACME, job_id)
+
+
 def test_failure_mid_export_fails_the_job_and_leaves_nothing(stack: Any, new_job: Any) -> None:
     failing = dataclasses.replace(builder(), assets=FailingAssets(builder().assets, fail_on=3))
-    job = failing.build(ACME, new_job.job_id)
+    job = build(failing, new_job.job_id)
     assert job is not None and job.status is JobStatus.FAILED
     stored = wiring.export_service().get(ACME, new_job.job_id)
     assert stored.status is JobStatus.FAILED
@@ -73,15 +80,16 @@ def test_failure_mid_export_fails_the_job_and_leaves_nothing(stack: Any, new_job
     assert statuses["products"] is JobStatus.FAILED and statuses["offers"] is JobStatus.PENDING
     prefix = f"exports/{ACME}/{new_job.job_id}/"
     assert objects_under(stack, prefix) == [] and uploads_under(stack, prefix) == []
-    assert wiring.export_service().describe(stored).download_url is None
+    with as_function("GetExportFunction"):
+        assert wiring.export_service().describe(stored).download_url is None
     # A redelivery of the message does not resurrect a failed job.
-    assert builder().build(ACME, new_job.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
+    assert build(builder(), new_job.job_id).status is JobStatus.FAILED  # type: ignore[union-attr]
 
 
 def test_duplicate_delivery_builds_once(stack: Any, new_job: Any) -> None:
-    first = builder().build(ACME, new_job.job_id)
+    first = build(builder(), new_job.job_id)
     assert first is not None and first.status is JobStatus.COMPLETED
-    second = builder().build(ACME, new_job.job_id)
+    second = build(builder(), new_job.job_id)
     assert second is not None and second.status is JobStatus.COMPLETED
     assert objects_under(stack, f"exports/{ACME}/{new_job.job_id}/") == [first.object_key]
 
@@ -90,13 +98,14 @@ def test_a_live_attempt_keeps_the_job(stack: Any, new_job: Any) -> None:
     jobs = builder().jobs
     now = datetime.now(UTC)
     assert jobs.claim(new_job, attempt_id="live-attempt", now=now, lease_until=int(now.timestamp()) + 600)
-    result = builder().build(ACME, new_job.job_id)
+    result = build(builder(), new_job.job_id)
     assert (
         result is not None and result.status is JobStatus.PROCESSING and result.attempt_id == "live-attempt"
     )
     assert objects_under(stack, f"exports/{ACME}/{new_job.job_id}/") == []
     # ...and a late write from anyone else is refused.
-    assert not jobs.save_progress(new_job, attempt_id="someone-else", upload_id="x")
+    with as_function("ExportWorkerFunction"):
+        assert not jobs.save_progress(new_job, attempt_id="someone-else", upload_id="x")
 
 
 def test_a_dead_attempt_is_taken_over_and_its_upload_aborted(stack: Any, new_job: Any) -> None:
@@ -108,15 +117,46 @@ def test_a_dead_attempt_is_taken_over_and_its_upload_aborted(stack: Any, new_job
     assert jobs.save_progress(
         new_job, attempt_id="dead-attempt", object_key=dead_key, upload_id=upload["UploadId"]
     )
-    result = builder().build(ACME, new_job.job_id)
+    result = build(builder(), new_job.job_id)
     assert result is not None and result.status is JobStatus.COMPLETED and result.attempt_id != "dead-attempt"
     prefix = f"exports/{ACME}/{new_job.job_id}/"
     assert uploads_under(stack, prefix) == []
     assert objects_under(stack, prefix) == [result.object_key]
     # The dead attempt, coming back to life, can no longer touch the job.
-    assert not jobs.save_progress(new_job, attempt_id="dead-attempt", upload_id="late")
+    with as_function("ExportWorkerFunction"):
+        assert not jobs.save_progress(new_job, attempt_id="dead-attempt", upload_id="late")
 
 
 def test_unknown_job_message_is_dropped(stack: Any) -> None:
     # A fresh id: the sample events' fixed job id may exist by now in this session's stack.
-    assert builder().build(ACME, new_id()) is None
+    assert build(builder(), new_id()) is None
+
+
+def test_an_attempt_that_lost_its_lease_deletes_its_finished_archive(
+    stack: Any, new_job: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attempt's Lambda stalled past its lease after its upload completed; another delivery took the job
+    over meanwhile. The stale attempt's completion is refused and it deletes its own archive, which nobody
+    else knows of (the job points at the new attempt's key)."""
+    real = builder()
+    later = datetime.now(UTC) + timedelta(seconds=real.settings.job_lease_seconds + 60)
+    taken_over: list[bool] = []
+
+    def checksum_after_a_takeover(key: str) -> str | None:
+        checksum = real_checksum(key)
+        job = wiring.jobs().get(ACME, new_job.job_id)
+        assert job is not None
+        # Another delivery, once the lease ran out, claims it (a worker's own write, under its role here).
+        claimed = real.jobs.claim(
+            job, attempt_id="takeover", now=later, lease_until=int(later.timestamp()) + 600
+        )
+        taken_over.append(claimed)
+        return checksum
+
+    real_checksum = real.exports.checksum_sha256
+    monkeypatch.setattr(real.exports, "checksum_sha256", checksum_after_a_takeover)
+    result = build(real, new_job.job_id)
+    assert taken_over == [True]
+    assert result is not None and result.status is JobStatus.PROCESSING and result.attempt_id == "takeover"
+    prefix = f"exports/{ACME}/{new_job.job_id}/"
+    assert objects_under(stack, prefix) == [] and uploads_under(stack, prefix) == []

@@ -47,8 +47,9 @@ def new_job(archive_format: ArchiveFormat = ArchiveFormat.ZIP) -> Job:
 
 
 def run(stack: Any, dispatcher: ExportDispatcher, job: Job) -> tuple[dict[str, Any], Job]:
-    """Dispatch the job and wait for its execution to end; returns the execution and the job."""
-    assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.STARTED
+    """Dispatch the job as the worker, wait for its execution to end; returns the execution and the job."""
+    with as_function("ExportWorkerFunction"):
+        assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.STARTED
     sfn = stack.client("stepfunctions")
     arn = f"{stack.physical['ExportStateMachine'].replace(':stateMachine:', ':execution:')}:{job.job_id}"
     deadline = time.monotonic() + 180
@@ -184,7 +185,8 @@ def test_a_permanent_failure_fails_the_job_cleanly(
     assert job.status is JobStatus.FAILED
     assert (job.error, job.error_code) == (failure_message(ErrorCode.EXPORT_FAILED), ErrorCode.EXPORT_FAILED)
     assert any(section.status is JobStatus.FAILED for section in job.sections)
-    assert wiring.export_service().describe(job).download_url is None
+    with as_function("GetExportFunction"):
+        assert wiring.export_service().describe(job).download_url is None
     assert leftovers(stack, job) == ([], [])
     s3 = stack.client("s3")
     finals = s3.list_objects_v2(
@@ -226,12 +228,13 @@ def test_a_duplicate_message_starts_no_second_build(stack: Any, dispatcher: Expo
     job = new_job()
     execution, _ = run(stack, dispatcher, job)
     assert execution["status"] == "SUCCEEDED"
-    assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.SKIPPED  # finished: nothing to do
     # While it runs, a duplicate finds the execution named after the job: Step Functions answers a
     # StartExecution of the same name and input with the running execution (or ExecutionAlreadyExists).
     running = new_job()
-    assert dispatcher.dispatch(ACME, running.job_id) is Dispatch.STARTED
-    assert dispatcher.dispatch(ACME, running.job_id) in (Dispatch.STARTED, Dispatch.ALREADY_STARTED)
+    with as_function("ExportWorkerFunction"):
+        assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.SKIPPED  # finished: nothing to do
+        assert dispatcher.dispatch(ACME, running.job_id) is Dispatch.STARTED
+        assert dispatcher.dispatch(ACME, running.job_id) in (Dispatch.STARTED, Dispatch.ALREADY_STARTED)
     sfn = stack.client("stepfunctions")
     executions = sfn.list_executions(stateMachineArn=stack.physical["ExportStateMachine"])["executions"]
     assert [e["name"] for e in executions].count(running.job_id) == 1

@@ -1,9 +1,9 @@
 """A download URL's expires_at is honest: never past the archive's expiry, nor past the signing
-credentials' expiry when it is known (a presigned URL dies with the credentials that signed it)."""
+credentials' expiry when it is known (a presigned URL dies with the credentials that signed it). The URLs are
+signed as the poll function signs them (GetExportFunction's role, assuming the template's signing role)."""
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from dataclasses import replace
@@ -22,6 +22,7 @@ from data_export.models import ArchiveFormat, JobStatus
 from data_export.settings import get_settings
 from data_export.storage.signing import DownloadSigner
 
+from tests.credentials import as_function
 from tests.e2e.client import BASE, call, wait_for_job
 from tests.security.helpers import new_key, organization, seed
 
@@ -71,18 +72,21 @@ def test_expires_at_is_the_earliest_of_ttl_archive_expiry_and_credentials(
     service = replace(wiring.export_service(), clock=lambda: NOW, signer=signer)
     job = completed_job(NOW + archive_expires_in)
 
-    answer = service.describe(job)
+    with as_function("GetExportFunction"):
+        answer = service.describe(job)
     assert answer.download_url is not None
     assert answer.expires_at == NOW + timedelta(seconds=expected_seconds)
     assert signed_lifetime(answer.download_url) == expected_seconds
 
-    url, expires_at = service.download_url(job)
+    with as_function("GetExportFunction"):
+        url, expires_at = service.download_url(job)
     assert (signed_lifetime(url), expires_at) == (expected_seconds, answer.expires_at)
 
 
 def test_no_url_once_the_archive_expired(stack: Any) -> None:
     service = replace(wiring.export_service(), clock=lambda: NOW)
-    answer = service.describe(completed_job(NOW - timedelta(seconds=1)))
+    with as_function("GetExportFunction"):
+        answer = service.describe(completed_job(NOW - timedelta(seconds=1)))
     assert (answer.download_url, answer.expires_at, answer.error_code) == (None, None, "archive_expired")
 
 
@@ -92,45 +96,6 @@ def test_no_url_once_the_archive_expired(stack: Any) -> None:
 # download-signing), and what GetExportFunction's DOWNLOAD_SIGNING_ROLE_ARN resolves to there.
 SIGNING_ROLE_NAME = "data-export-us-east-1-download-signing"
 SIGNING_ROLE_ARN = f"arn:aws:iam::123456789012:role/{SIGNING_ROLE_NAME}"
-
-
-def signing_role(stack: Any) -> str:
-    """A role like the template's signing role (GetObject under exports/ only), but trusting the account, so
-    that the test itself may assume it: the template's trusts only GetExportFunction's role, and the local
-    stack enforces that (the API test below goes through that role)."""
-    iam = stack.client("iam")
-    name = "download-signing-test"
-    try:
-        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
-    except iam.exceptions.NoSuchEntityException:
-        arn = iam.create_role(
-            RoleName=name,
-            AssumeRolePolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {"Effect": "Allow", "Principal": {"AWS": "123456789012"}, "Action": "sts:AssumeRole"}
-                    ],
-                }
-            ),
-        )["Role"]["Arn"]
-        iam.put_role_policy(
-            RoleName=name,
-            PolicyName="ReadArchives",
-            PolicyDocument=json.dumps(
-                {
-                    "Version": "2012-10-17",
-                    "Statement": [
-                        {
-                            "Effect": "Allow",
-                            "Action": ["s3:GetObject"],
-                            "Resource": f"arn:aws:s3:::{get_settings().exports_bucket}/exports/*",
-                        }
-                    ],
-                }
-            ),
-        )
-        return str(arn)
 
 
 def assumed_session(access_key_id: str) -> Any:
@@ -162,6 +127,8 @@ def download(url: str) -> bytes:
 
 
 def signer_on_moto(stack: Any, role_arn: str) -> DownloadSigner:
+    """A signer of the template's signing role, as a fresh container of the poll function has (use it as
+    GetExportFunction: the role trusts that function's role, not the admin)."""
     return DownloadSigner(
         stack.client("sts"), role_arn, default_s3=wiring.client("s3"), s3_config=wiring.client_config("s3")
     )
@@ -176,16 +143,18 @@ def test_the_local_stack_gives_the_poll_function_the_templates_signing_role(stac
 def test_expires_at_is_the_assumed_sessions_expiry_when_that_comes_first(stack: Any) -> None:
     """AssumeRole through the moto server, presign, download: a URL asked for an hour, 20 minutes into the
     session, lives exactly until the session ends (40 minutes), and the session's key signed it."""
-    role_arn = signing_role(stack)
+    role_arn = SIGNING_ROLE_ARN
     signer = signer_on_moto(stack, role_arn)
-    session = signer.signing(utcnow(), 3600)
+    with as_function("GetExportFunction"):
+        session = signer.signing(utcnow(), 3600)
     assert session.expires_at is not None
     later = session.expires_at - timedelta(minutes=40)  # 20 minutes on: 40 left, more than the 30 kept
     service = replace(wiring.export_service(), clock=lambda: later, signer=signer)
     job, body = archive_in_bucket(stack, utcnow() + timedelta(days=7))
 
-    answer = service.describe(job)
-    url, expires_at = service.download_url(job)
+    with as_function("GetExportFunction"):
+        answer = service.describe(job)
+        url, expires_at = service.download_url(job)
 
     # STS states whole seconds; moto adds microseconds, which whole-second expiries round down.
     assert answer.expires_at == expires_at == session.expires_at.replace(microsecond=0)
@@ -199,15 +168,19 @@ def test_expires_at_is_the_assumed_sessions_expiry_when_that_comes_first(stack: 
 
 
 def test_a_session_with_less_than_30_minutes_left_is_replaced_on_moto(stack: Any) -> None:
-    role_arn = signing_role(stack)
+    role_arn = SIGNING_ROLE_ARN
     signer = signer_on_moto(stack, role_arn)
     job, body = archive_in_bucket(stack, utcnow() + timedelta(days=7))
-    first_url, _ = replace(wiring.export_service(), signer=signer).download_url(job)
+    with as_function("GetExportFunction"):
+        first_url, _ = replace(wiring.export_service(), signer=signer).download_url(job)
     first = assumed_session(signing_key(first_url))
 
     # 29 minutes before that session ends (moto's clock is the real one: only the service's moves on).
     later = first.expiration.replace(tzinfo=UTC) - timedelta(minutes=29)
-    url, expires_at = replace(wiring.export_service(), clock=lambda: later, signer=signer).download_url(job)
+    with as_function("GetExportFunction"):
+        url, expires_at = replace(wiring.export_service(), clock=lambda: later, signer=signer).download_url(
+            job
+        )
 
     fresh = assumed_session(signing_key(url))
     assert fresh.access_key_id != first.access_key_id, "a new session signed"
@@ -215,10 +188,9 @@ def test_a_session_with_less_than_30_minutes_left_is_replaced_on_moto(stack: Any
     assert expires_at <= fresh.expiration.replace(tzinfo=UTC)
     assert download(url) == body
     # ...and it is cached in turn: the next URL is signed with it.
-    assert (
-        signing_key(replace(wiring.export_service(), signer=signer).download_url(job)[0])
-        == fresh.access_key_id
-    )
+    with as_function("GetExportFunction"):
+        next_url, _ = replace(wiring.export_service(), signer=signer).download_url(job)
+    assert signing_key(next_url) == fresh.access_key_id
 
 
 def signing_key(url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from tests.archive_checks import (
     check_manifest_files,
     s3_composite_checksum,
 )
+from tests.credentials import as_function
 from tests.jobs import MIB, chunking_dispatcher, create_job
 
 EXAMPLE_RECORDS = 19  # 1 organization, 3 members, 4 API keys, 2 brands, 4 products, 3 offers, 2 locations
@@ -85,7 +87,8 @@ def check_verifiable(stack: Any, job: Job) -> dict[str, Any]:
 @pytest.mark.parametrize("archive_format", list(ArchiveFormat))
 def test_fast_path_archive_is_verifiable(stack: Any, archive_format: ArchiveFormat) -> None:
     job = create_job(ACME, archive_format)
-    assert wiring.dispatcher().dispatch(ACME, job.job_id) is Dispatch.BUILT
+    with as_function("ExportWorkerFunction"):
+        assert wiring.dispatcher().dispatch(ACME, job.job_id) is Dispatch.BUILT
     built = stored(job.job_id)
     check_verifiable(stack, built)
     # The last progress save (at the last section's end) had every record's weight.
@@ -97,7 +100,8 @@ def test_fast_path_archive_is_verifiable(stack: Any, archive_format: ArchiveForm
 def test_chunked_archive_is_verifiable(stack: Any, archive_format: ArchiveFormat) -> None:
     dispatcher = chunking_dispatcher(chunk_target_bytes=1 * MIB, chunk_max_records=2)
     job = create_job(ACME, archive_format)
-    assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.STARTED
+    with as_function("ExportWorkerFunction"):
+        assert dispatcher.dispatch(ACME, job.job_id) is Dispatch.STARTED
     deadline = time.monotonic() + 180
     while not (built := stored(job.job_id)).is_finished:
         assert time.monotonic() < deadline, "chunked export still running"
@@ -120,12 +124,14 @@ def test_chunked_progress_counts_each_unit_once(stack: Any) -> None:
         EXAMPLE_RECORDS,
         sum(unit.estimated_bytes for unit in units),
     )
-    sizes = [chunked.build_unit(ACME, job.job_id, run_id, unit).size for unit in units]
-    chunked.build_unit(ACME, job.job_id, run_id, units[3])  # a retried unit counts once
+    sizes = [build_unit(chunked, job, run_id, unit).size for unit in units]
+    build_unit(chunked, job, run_id, units[3])  # a retried unit counts once
     progress = stored(job.job_id)
     assert progress.done_weight == progress.total_weight
     assert progress.bytes_written == sum(sizes)
-    check_verifiable(stack, chunked.assemble(ACME, job.job_id, run_id, [unit.unit_id for unit in units]))
+    with as_function("ExportAssembleFunction"):
+        assembled = chunked.assemble(ACME, job.job_id, run_id, [unit.unit_id for unit in units])
+    check_verifiable(stack, assembled)
 
 
 # ------------------------------------------------------------------------------------------- cancel
@@ -143,7 +149,8 @@ class CancelingAssets:
             self.reads += 1
             read = self.reads
         if read == self.cancel_on:
-            assert wiring.jobs().cancel(stored(self.job.job_id), now=datetime.now(UTC))
+            with as_function("CancelExportFunction"):
+                assert wiring.jobs().cancel(stored(self.job.job_id), now=datetime.now(UTC))
         return self.real.open(key)  # type: ignore[no-any-return]
 
 
@@ -165,7 +172,8 @@ def test_cancel_mid_fast_path_build_stops_and_leaves_nothing(
     builder = wiring.export_builder()
     # The 2nd asset read is the brands' logo (after the organization's): the build is mid-way.
     assets = CancelingAssets(builder.assets, job, cancel_on=2)
-    result = dataclasses.replace(builder, assets=assets).build(ACME, job.job_id)
+    with as_function("ExportWorkerFunction"):
+        result = dataclasses.replace(builder, assets=assets).build(ACME, job.job_id)
     assert (
         result is not None and result.status is JobStatus.FAILED and result.error_code is ErrorCode.CANCELED
     )
@@ -178,14 +186,30 @@ def test_cancel_mid_fast_path_build_stops_and_leaves_nothing(
 
 def test_cancel_before_the_build_claims_it_builds_nothing(stack: Any) -> None:
     job = create_job(ACME, ArchiveFormat.TAR_GZ)
-    assert wiring.jobs().cancel(job, now=datetime.now(UTC))
-    result = wiring.export_builder().build(ACME, job.job_id)
+    with as_function("CancelExportFunction"):
+        assert wiring.jobs().cancel(job, now=datetime.now(UTC))
+    with as_function("ExportWorkerFunction"):
+        result = wiring.export_builder().build(ACME, job.job_id)
     assert result is not None and result.error_code is ErrorCode.CANCELED
     check_canceled(stack, job.job_id)
 
 
 def planned(chunked: ChunkedExport, job: Job, run_id: str) -> list[Any]:
-    return chunked.plan(ACME, job.job_id, run_id, target_bytes=1 * MIB, max_records=2)
+    """The Plan step of a run (as ExportPlanFunction), in units of 1 MiB or 2 records."""
+    with as_function("ExportPlanFunction"):
+        return chunked.plan(ACME, job.job_id, run_id, target_bytes=1 * MIB, max_records=2)
+
+
+def build_unit(chunked: ChunkedExport, job: Job, run_id: str, unit: Any) -> Any:
+    """The BuildUnit step of a run on one unit, as ExportBuildUnitFunction."""
+    with as_function("ExportBuildUnitFunction"):
+        return chunked.build_unit(ACME, job.job_id, run_id, unit)
+
+
+def fail(chunked: ChunkedExport, job: Job, run_id: str) -> None:
+    """The Fail step the state machine's Catch runs after a step lost the job, as ExportFailFunction."""
+    with as_function("ExportFailFunction"):
+        chunked.fail(ACME, job.job_id, run_id, "Export failed: JobOwnershipLostError")
 
 
 @pytest.mark.parametrize("when", ["mid-unit", "at-count"])
@@ -202,7 +226,7 @@ def test_cancel_during_a_chunked_unit_leaves_nothing(
     assets = CancelingAssets(chunked.assets, job, cancel_on=1)
     canceling = dataclasses.replace(chunked, assets=assets)
     with pytest.raises(JobOwnershipLostError):
-        canceling.build_unit(ACME, job.job_id, run_id, products)
+        build_unit(canceling, job, run_id, products)
     # The unit deleted what it wrote and aborted its upload by itself, before any Fail step ran (the run's
     # plan, which Plan wrote, is for Fail to remove).
     objects, uploads = leftovers(stack, job.job_id)
@@ -210,32 +234,73 @@ def test_cancel_during_a_chunked_unit_leaves_nothing(
     assert uploads == []
     assert stored(job.job_id).units_done == set()
     # The state machine's Catch then runs Fail: it cleans up the run and leaves the canceled job as it is.
-    chunked.fail(ACME, job.job_id, run_id, "Export failed: JobOwnershipLostError")
+    fail(chunked, job, run_id)
     check_canceled(stack, job.job_id)
 
 
-def test_cancel_during_assembly_leaves_nothing(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("when", ["upload-created", "archive-copied"])
+def test_cancel_during_assembly_leaves_nothing(
+    stack: Any, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A cancel as Assemble has just created the archive's upload (its next job write is refused: it aborts
+    the upload) or has copied the archive together (its hashing pass stops: it deletes the archive)."""
     monkeypatch.setattr(chunked_module, "PROGRESS_INTERVAL_SECONDS", 0.0)
     job = create_job(ACME, ArchiveFormat.TAR_GZ)
     run_id = "run-" + job.job_id
     chunked = wiring.chunked_export()
     units = planned(chunked, job, run_id)
     for unit in units:
-        chunked.build_unit(ACME, job.job_id, run_id, unit)
-    real_concatenate = chunked.exports.concatenate
+        build_unit(chunked, job, run_id, unit)
+    method = "create_upload" if when == "upload-created" else "concatenate"
+    real = getattr(chunked.exports, method)
 
-    def concatenate_then_cancel(*args: Any) -> int:
-        size = real_concatenate(*args)
-        assert wiring.jobs().cancel(stored(job.job_id), now=datetime.now(UTC))
-        return size
+    def then_cancel(*args: Any) -> Any:
+        result = real(*args)
+        with as_function("CancelExportFunction"):
+            assert wiring.jobs().cancel(stored(job.job_id), now=datetime.now(UTC))
+        return result
 
-    monkeypatch.setattr(chunked.exports, "concatenate", concatenate_then_cancel)
-    with pytest.raises(JobOwnershipLostError):
+    monkeypatch.setattr(chunked.exports, method, then_cancel)
+    with pytest.raises(JobOwnershipLostError), as_function("ExportAssembleFunction"):
         chunked.assemble(ACME, job.job_id, run_id, [unit.unit_id for unit in units])
     objects, uploads = leftovers(stack, job.job_id)
     assert uploads == [] and not [key for key in objects if key.startswith("exports/")]
-    chunked.fail(ACME, job.job_id, run_id, "Export failed: JobOwnershipLostError")
+    fail(chunked, job, run_id)
     check_canceled(stack, job.job_id)
+
+
+def test_the_fail_step_removes_what_the_run_left(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Assemble failed for good mid-copy (its upload under exports/ left open), after an earlier attempt of it
+    had copied the archive and timed out (the object under exports/), while a unit's Lambda that timed out
+    left its upload open under tmp/: the Fail step the Catch runs removes all of it and fails the job."""
+    job = create_job(ACME, ArchiveFormat.ZIP)
+    run_id = "run-" + job.job_id
+    chunked = wiring.chunked_export()
+    units = planned(chunked, job, run_id)
+    for unit in units:
+        build_unit(chunked, job, run_id, unit)
+    s3, bucket = stack.client("s3"), stack.physical["ExportsBucket"]
+    final = f"exports/{ACME}/{job.job_id}/{run_id}/{job.output_filename}"
+    s3.put_object(Bucket=bucket, Key=final, Body=b"copied by the attempt that timed out")
+    s3.create_multipart_upload(Bucket=bucket, Key=f"tmp/{ACME}/{job.job_id}/{run_id}/timed-out.part")
+
+    def copy_refused(*args: Any) -> int:
+        raise ValueError("the copy was refused")
+
+    monkeypatch.setattr(chunked.exports, "concatenate", copy_refused)
+    with pytest.raises(ValueError, match="refused"), as_function("ExportAssembleFunction"):
+        chunked.assemble(ACME, job.job_id, run_id, [unit.unit_id for unit in units])
+    objects, uploads = leftovers(stack, job.job_id)
+    assert final in objects and final in uploads and len(uploads) == 2
+    error = {
+        "Error": "ValueError",
+        "Cause": json.dumps({"errorType": "ValueError", "errorMessage": "refused"}),
+    }
+    event = {"organization_id": ACME, "job_id": job.job_id, "run_id": run_id, "error": error}
+    assert stack.invoke("ExportFailFunction", event)["status"] == "failed"
+    failed = stored(job.job_id)
+    assert failed.status is JobStatus.FAILED and failed.error_code is ErrorCode.EXPORT_FAILED
+    assert leftovers(stack, job.job_id) == ([], [])
 
 
 def test_an_archive_too_big_to_hash_in_time_completes_without_its_sha256(stack: Any) -> None:
@@ -244,9 +309,10 @@ def test_an_archive_too_big_to_hash_in_time_completes_without_its_sha256(stack: 
     chunked = wiring.chunked_export()
     units = planned(chunked, job, run_id)
     for unit in units:
-        chunked.build_unit(ACME, job.job_id, run_id, unit)
+        build_unit(chunked, job, run_id, unit)
     unit_ids = [unit.unit_id for unit in units]
-    chunked.assemble(ACME, job.job_id, run_id, unit_ids, deadline=time.monotonic())
+    with as_function("ExportAssembleFunction"):
+        chunked.assemble(ACME, job.job_id, run_id, unit_ids, deadline=time.monotonic())
     built = stored(job.job_id)
     assert built.status is JobStatus.COMPLETED and built.archive_sha256 is None
     # Everything else still verifies: the S3 checksum, and every file against the manifest.

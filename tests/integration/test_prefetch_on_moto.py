@@ -27,6 +27,7 @@ from data_export.storage.objects import Asset
 from data_export.storage.org_data import iter_section
 
 from tests.archive_checks import ACME, archive_files
+from tests.credentials import as_function
 from tests.jobs import MIB, create_job
 
 MTIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -46,23 +47,25 @@ def with_read_ahead(builder: ExportBuilder, read_ahead: int) -> ExportBuilder:
 def section_bytes(
     archive_format: ArchiveFormat, section: str, read_ahead: int
 ) -> tuple[bytes, list[MissingAsset], SectionReport]:
+    """One section as the worker writes it (as ExportWorkerFunction), into memory."""
     builder = wiring.export_builder()
     sink = io.BytesIO()
     entries = open_entries(archive_format, sink, MTIME)
     report, missing = SectionReport(key=section), []
     records = iter_section(builder.org_data, builder.api_keys, ACME, section)
     folder = SectionFolder(section)
-    write_section(
-        entries,
-        "top",
-        folder,
-        records,
-        builder.assets.open,
-        report,
-        missing,
-        organization_id=ACME,
-        read_ahead=read_ahead,
-    )
+    with as_function("ExportWorkerFunction"):
+        write_section(
+            entries,
+            "top",
+            folder,
+            records,
+            builder.assets.open,
+            report,
+            missing,
+            organization_id=ACME,
+            read_ahead=read_ahead,
+        )
     entries.close()
     return sink.getvalue(), missing, report
 
@@ -81,7 +84,9 @@ def test_every_section_is_byte_identical_with_and_without_read_ahead(
 
 
 def build(builder: ExportBuilder, archive_format: ArchiveFormat) -> tuple[Job, dict[str, bytes]]:
-    job = builder.build(ACME, create_job(ACME, archive_format).job_id)
+    job_id = create_job(ACME, archive_format).job_id
+    with as_function("ExportWorkerFunction"):
+        job = builder.build(ACME, job_id)
     assert job is not None and job.status is JobStatus.COMPLETED and job.object_key is not None
     s3, bucket = wiring.client("s3"), builder.settings.exports_bucket
     data = s3.get_object(Bucket=bucket, Key=job.object_key)["Body"].read()
@@ -165,8 +170,9 @@ class CancelingAssets:
     def open(self, key: str) -> Asset | None:
         if "/products/" in key and not self.canceled.is_set():
             self.canceled.set()
-            stored = wiring.jobs().get(ACME, self.job.job_id)
-            assert stored is not None and wiring.jobs().cancel(stored, now=datetime.now(UTC))
+            with as_function("CancelExportFunction"):
+                stored = wiring.jobs().get(ACME, self.job.job_id)
+                assert stored is not None and wiring.jobs().cancel(stored, now=datetime.now(UTC))
         return self.real.open(key)  # type: ignore[no-any-return]
 
 
@@ -182,7 +188,8 @@ def test_a_failed_read_ahead_fails_the_build_cleanly(stack: Any, archive_format:
     builder = with_read_ahead(wiring.export_builder(), 8)
     failing = FailingAssets(builder.assets, asset_key_of(KETTLE_IMAGE))
     job = create_job(ACME, archive_format)
-    result = dataclasses.replace(builder, assets=failing).build(ACME, job.job_id)
+    with as_function("ExportWorkerFunction"):
+        result = dataclasses.replace(builder, assets=failing).build(ACME, job.job_id)
     assert result is not None and result.status is JobStatus.FAILED
     assert result.error == failure_message(ErrorCode.EXPORT_FAILED, "products")  # not the read's error
     statuses = {section.key: section.status for section in result.sections}
@@ -199,7 +206,8 @@ def test_a_cancel_mid_read_ahead_stops_the_build_and_its_threads(
     job = create_job(ACME, ArchiveFormat.ZIP)
     builder = with_read_ahead(wiring.export_builder(), 8)
     assets = CancelingAssets(builder.assets, job)
-    result = dataclasses.replace(builder, assets=assets).build(ACME, job.job_id)
+    with as_function("ExportWorkerFunction"):
+        result = dataclasses.replace(builder, assets=assets).build(ACME, job.job_id)
     assert result is not None and result.error_code is ErrorCode.CANCELED
     assert leftovers(stack, job.job_id) == ([], [])
     assert reading_threads() == []
@@ -221,7 +229,10 @@ def test_buffered_bytes_stay_within_the_budget(stack: Any, budget: int) -> None:
             expected.append(None if asset is None else hashlib.sha256(b"".join(asset.chunks)).hexdigest())
     taken = []
     fields = BINARY_FIELDS["products"]
-    with AssetPrefetcher(assets.open, fields, max_in_flight=8, budget=budget) as prefetcher:
+    with (
+        as_function("ExportWorkerFunction"),
+        AssetPrefetcher(assets.open, fields, max_in_flight=8, budget=budget) as prefetcher,
+    ):
         for record in prefetcher.records(records):
             for ref in product_refs(record):
                 asset = prefetcher.open(ref["asset_key"])

@@ -26,6 +26,7 @@ from data_export.storage.org_data import iter_section
 from urllib3.exceptions import ProtocolError
 
 from tests.archive_checks import ACME
+from tests.credentials import as_admin, as_function
 
 MTIME = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 BIG, SMALL = 6_291_456, 734_003  # the example's product assets: one streams in turn, one is read whole ahead
@@ -100,9 +101,10 @@ def products_section(archive_format: ArchiveFormat, open_asset: Callable[[str], 
     report, missing = SectionReport(key="products"), list[MissingAsset]()
     records = iter_section(builder.org_data, builder.api_keys, ACME, "products")
     folder = SectionFolder("products")
-    write_section(
-        entries, "top", folder, records, open_asset, report, missing, organization_id=ACME, read_ahead=8
-    )
+    with as_function("ExportWorkerFunction"):  # the worker's section writing, with its role
+        write_section(
+            entries, "top", folder, records, open_asset, report, missing, organization_id=ACME, read_ahead=8
+        )
     entries.close()
     return sink.getvalue(), missing, report
 
@@ -139,7 +141,10 @@ def test_a_read_that_keeps_breaking_fails_after_a_few_resumes(stack: Any) -> Non
         return Asset(asset.size, broken(asset.chunks, 1000, connection_reset()), asset.close, breaking)
 
     records = [{"id": "r1", "images": [{"asset_key": key, "size_bytes": BIG, "filename": "big.png"}]}]
-    with AssetPrefetcher(always_breaking, {"images": True}) as prefetcher:
+    with (
+        as_function("ExportWorkerFunction"),
+        AssetPrefetcher(always_breaking, {"images": True}) as prefetcher,
+    ):
         for _ in prefetcher.records(records):
             asset = prefetcher.open(key)
             assert asset is not None
@@ -162,14 +167,15 @@ def test_an_asset_changed_between_the_reads_is_never_mixed(stack: Any) -> None:
                 yield from broken(asset.chunks, 1_500_000, connection_reset())
 
             def replaced_then_reopened(offset: int) -> Asset:
-                s3.put_object(Bucket=bucket, Key=key, Body=b"b" * 3_000_000)  # changed while it was read
+                with as_admin():  # someone changes it while the export reads it
+                    s3.put_object(Bucket=bucket, Key=key, Body=b"b" * 3_000_000)
                 assert asset.reopen is not None
                 return asset.reopen(offset)
 
             return Asset(asset.size, chunks(), asset.close, replaced_then_reopened)
 
         records = [{"id": "r1", "images": [{"asset_key": key, "size_bytes": 3_000_000, "filename": "x.bin"}]}]
-        with AssetPrefetcher(changing, {"images": True}) as prefetcher:
+        with as_function("ExportWorkerFunction"), AssetPrefetcher(changing, {"images": True}) as prefetcher:
             for _ in prefetcher.records(records):
                 asset = prefetcher.open(key)
                 assert asset is not None

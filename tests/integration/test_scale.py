@@ -135,7 +135,8 @@ def test_seventy_thousand_files_in_many_units(
     organization_id = scale_org["id"]
     job_id = create_job(organization_id, archive_format, slug="scale").job_id
     dispatcher = chunking_dispatcher(chunk_target_bytes=16 * MIB, chunk_max_records=10_000)
-    assert dispatcher.dispatch(organization_id, job_id) is Dispatch.STARTED
+    with as_function("ExportWorkerFunction"):
+        assert dispatcher.dispatch(organization_id, job_id) is Dispatch.STARTED
     deadline = time.monotonic() + 900
     while (done := wiring.export_service().get(organization_id, job_id)).status in (
         JobStatus.PENDING,
