@@ -21,7 +21,7 @@ import pytest
 from data_export import wiring
 from data_export.export.admission import START_GRACE_SECONDS
 from data_export.export.dispatch import Dispatch, ExportDispatcher
-from data_export.export.sweeper import JobSweeper
+from data_export.export.sweeper import JobSweeper, SweepReport
 from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import ExportRequestMessage, JobStatus
@@ -29,21 +29,36 @@ from data_export.storage.queue import ExportQueue
 from data_export.storage.slots import ExecutionSlots
 from data_export_cli.worker import sqs_event
 
+from tests.credentials import PrivateQueue, as_function
 from tests.jobs import create_job
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
 
 @pytest.fixture
-def queue_url(stack: Any) -> str:
+def queue(stack: Any) -> PrivateQueue:
     """A queue of the test's own: no worker of the session takes its messages."""
-    return str(stack.client("sqs").create_queue(QueueName=f"backlog-test-{new_id()}")["QueueUrl"])
+    return PrivateQueue(stack, f"backlog-test-{new_id()}")
 
 
-def sweeper_at(stack: Any, queue_url: str, now: datetime) -> JobSweeper:
-    return dataclasses.replace(
-        wiring.sweeper(), queue=ExportQueue(stack.client("sqs"), queue_url), clock=lambda: now
-    )
+@pytest.fixture
+def queue_url(queue: PrivateQueue) -> str:
+    return queue.url
+
+
+class Sweeper:
+    """The scheduled sweep at a given time, run as ExportSweeperFunction (its queue the test's own)."""
+
+    def __init__(self, sweeper: JobSweeper) -> None:
+        self.sweeper = sweeper
+
+    def sweep(self) -> SweepReport:
+        with as_function("ExportSweeperFunction"):
+            return self.sweeper.sweep()
+
+
+def sweeper_at(stack: Any, queue: PrivateQueue, now: datetime) -> Sweeper:
+    return Sweeper(dataclasses.replace(wiring.sweeper(), queue=queue, clock=lambda: now))  # type: ignore[arg-type]
 
 
 def take_messages(stack: Any, queue_url: str, job: Job) -> list[dict[str, Any]]:
@@ -76,7 +91,9 @@ def archives(stack: Any, job: Job) -> list[str]:
     return [item["Key"] for item in listing.get("Contents", [])]
 
 
-def test_a_job_waiting_in_a_busy_queue_is_never_failed_and_is_built_once(stack: Any, queue_url: str) -> None:
+def test_a_job_waiting_in_a_busy_queue_is_never_failed_and_is_built_once(
+    stack: Any, queue: PrivateQueue, queue_url: str
+) -> None:
     now = datetime.now(UTC)
     job = create_job(ACME, created_at=now - timedelta(hours=1))
     sqs = stack.client("sqs")
@@ -85,13 +102,13 @@ def test_a_job_waiting_in_a_busy_queue_is_never_failed_and_is_built_once(stack: 
     )
     # Past the grace period behind a queue that does not move: never failed (queued again, harmlessly).
     for minutes in (0, 16, 60, 180):
-        report = sweeper_at(stack, queue_url, now + timedelta(minutes=minutes)).sweep()
+        report = sweeper_at(stack, queue, now + timedelta(minutes=minutes)).sweep()
         assert job.job_id not in report.failed
         assert get(job).status is JobStatus.PENDING
     # In flight: a worker received it and is still at it (not visible, not deleted).
     received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=60)
     assert received.get("Messages")
-    report = sweeper_at(stack, queue_url, now + timedelta(hours=5)).sweep()
+    report = sweeper_at(stack, queue, now + timedelta(hours=5)).sweep()
     assert job.job_id not in report.failed and get(job).status is JobStatus.PENDING
     for message in received["Messages"]:  # back to the queue, as after a worker's crash
         sqs.change_message_visibility(
@@ -107,11 +124,13 @@ def test_a_job_waiting_in_a_busy_queue_is_never_failed_and_is_built_once(stack: 
     assert archives(stack, job) == [built.object_key]
 
 
-def test_a_lost_request_is_queued_again_and_its_job_completes_once(stack: Any, queue_url: str) -> None:
+def test_a_lost_request_is_queued_again_and_its_job_completes_once(
+    stack: Any, queue: PrivateQueue, queue_url: str
+) -> None:
     now = datetime.now(UTC)
     job = create_job(ACME, created_at=now - timedelta(hours=1))  # its message never reached the queue
     take_messages(stack, queue_url, job)
-    report = sweeper_at(stack, queue_url, now).sweep()
+    report = sweeper_at(stack, queue, now).sweep()
     assert job.job_id in report.requeued and job.job_id not in report.failed
     mine = take_messages(stack, queue_url, job)
     assert [json.loads(m["Body"]) for m in mine] == [{"organization_id": ACME, "job_id": job.job_id}]
@@ -120,7 +139,7 @@ def test_a_lost_request_is_queued_again_and_its_job_completes_once(stack: Any, q
     built = get(job)
     assert built.status is JobStatus.COMPLETED
     assert archives(stack, job) == [built.object_key]
-    report = sweeper_at(stack, queue_url, now + timedelta(minutes=16)).sweep()
+    report = sweeper_at(stack, queue, now + timedelta(minutes=16)).sweep()
     assert job.job_id not in report.failed + report.requeued
 
 
@@ -144,11 +163,11 @@ def test_execution_slots_on_dynamodb(stack: Any) -> None:
     assert all(job.organization_id != "#admission" for job in wiring.jobs().iter_open())
 
 
-def test_a_slot_of_an_execution_that_died_is_reclaimed(stack: Any, queue_url: str) -> None:
+def test_a_slot_of_an_execution_that_died_is_reclaimed(stack: Any, queue: PrivateQueue) -> None:
     admission = wiring.admission()
     dead = new_id()  # no execution of that name: its worker died before StartExecution, long ago
     assert admission.slots.take(dead, limit=100, now=int(time.time()) - START_GRACE_SECONDS - 1)
-    report = sweeper_at(stack, queue_url, datetime.now(UTC)).sweep()
+    report = sweeper_at(stack, queue, datetime.now(UTC)).sweep()
     assert dead in report.reclaimed and dead not in (admission.slots.holders() or {})
 
 
@@ -241,11 +260,24 @@ def test_a_worker_reclaims_the_slot_of_an_execution_that_died(
         ExportRequestMessage(organization_id=ACME, job_id=job.job_id)
     )
     deadline = time.monotonic() + 120
+    while not (outcomes := [o for j, o in one_slot_dispatcher["outcomes"] if j == job.job_id]):
+        assert time.monotonic() < deadline, get(job)
+        time.sleep(0.1)
+    assert outcomes == [Dispatch.STARTED]  # at once, not deferred: the dead execution's slot was freed
+    assert dead not in (slots.holders() or {})
     while get(job).status is not JobStatus.COMPLETED:
         assert time.monotonic() < deadline, get(job)
         time.sleep(0.2)
     assert [o for j, o in one_slot_dispatcher["outcomes"] if j == job.job_id] == [Dispatch.STARTED]
-    assert dead not in (slots.holders() or {})
+
+
+def test_the_sweeper_function_queues_a_lost_request_again(stack: Any) -> None:
+    """Run as the scheduled function, with its own role, on the export queue itself: a pending job that no
+    request reached is queued again (a worker of the session may then build it)."""
+    job = create_job(ACME, created_at=datetime.now(UTC) - timedelta(hours=1))
+    report = stack.invoke("ExportSweeperFunction", {"detail-type": "Scheduled Event", "detail": {}})
+    assert job.job_id in report["requeued"]
+    assert get(job).requeued == 1
 
 
 def test_the_sweeper_function_counts_the_queue(stack: Any, monkeypatch: pytest.MonkeyPatch) -> None:

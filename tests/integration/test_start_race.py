@@ -16,8 +16,8 @@ from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import ArchiveFormat
 from data_export.settings import get_settings
-from data_export.storage.queue import ExportQueue
 
+from tests.credentials import PrivateQueue, as_function
 from tests.security.helpers import new_key, organization, seed
 
 KEY = "nightly-backup:2026-11-28"
@@ -50,17 +50,17 @@ class KeyRacingJobs:
 
 
 def race(stack: Any, organization_id: str, mine: ArchiveFormat, theirs: ArchiveFormat) -> dict[str, Any]:
-    """This request (``mine``) and a rival (``theirs``) with the same key; returns what each got, the
-    organization's jobs and the messages queued."""
+    """This request (``mine``) and a rival (``theirs``) with the same key, both as StartExportFunction;
+    returns what each got, the organization's jobs and the messages queued."""
     sqs = stack.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"start-race-{new_id()}")["QueueUrl"]  # no worker polls it
+    queue = PrivateQueue(stack, f"start-race-{new_id()}")  # no worker polls it
     builder = wiring.export_builder()
 
     def service(jobs: Any) -> ExportService:
         return ExportService(
             jobs=jobs,
             org_data=builder.org_data,
-            queue=ExportQueue(sqs, queue_url),
+            queue=queue,  # type: ignore[arg-type]
             exports=builder.exports,
             settings=get_settings(),
         )
@@ -71,12 +71,13 @@ def race(stack: Any, organization_id: str, mine: ArchiveFormat, theirs: ArchiveF
     )
     outcome: dict[str, Any] = {}
     try:
-        outcome["mine"] = service(racing).start(organization_id, mine, KEY)
+        with as_function("StartExportFunction"):
+            outcome["mine"] = service(racing).start(organization_id, mine, KEY)
     except ConflictError as refused:
         outcome["refused"] = refused
     assert racing.raced and rival and rival[0][1], "the rival request created its job in between"
     jobs, _ = wiring.jobs().list_recent(organization_id, limit=10)
-    received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+    received = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
     return outcome | {"rival": rival[0][0], "jobs": jobs, "messages": received.get("Messages", [])}
 
 
