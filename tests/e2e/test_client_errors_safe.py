@@ -21,8 +21,8 @@ from data_export.errors import ServiceUnavailableError, failure_message
 from data_export.ids import new_id
 from data_export.models import ArchiveFormat, ErrorCode, ExportRequestMessage
 from data_export.storage.objects import Asset
-from data_export.storage.queue import ExportQueue
 
+from tests.credentials import PrivateQueue, as_function
 from tests.e2e.client import BASE, call
 from tests.jobs import create_job
 from tests.security.helpers import new_key, organization, seed
@@ -134,15 +134,17 @@ def dead_build(stack: Any, organization_id: str) -> str:
     job = create_job(organization_id)
     now = datetime.now(UTC)
     assert wiring.jobs().claim(job, attempt_id="dead-attempt", now=now - timedelta(hours=1), lease_until=1)
-    queue_url = stack.client("sqs").create_queue(QueueName=f"errors-sweep-{new_id()}")["QueueUrl"]
-    sweeper = dataclasses.replace(wiring.sweeper(), queue=ExportQueue(stack.client("sqs"), queue_url))
-    assert job.job_id in sweeper.sweep().failed
+    queue = PrivateQueue(stack, f"errors-sweep-{new_id()}")
+    sweeper = dataclasses.replace(wiring.sweeper(), queue=queue)  # type: ignore[arg-type]
+    with as_function("ExportSweeperFunction"):
+        assert job.job_id in sweeper.sweep().failed
     return job.job_id
 
 
 def unqueued(organization_id: str) -> str:
+    """A start whose request SQS refuses, as StartExportFunction: the job it created is failed at once."""
     service = dataclasses.replace(wiring.export_service(), queue=RefusingQueue())  # type: ignore[arg-type]
-    with pytest.raises(ServiceUnavailableError) as refused:
+    with pytest.raises(ServiceUnavailableError) as refused, as_function("StartExportFunction"):
         service.start(organization_id, ArchiveFormat.TAR_GZ)
     assert "arn:" not in refused.value.message and ACCOUNT not in refused.value.message
     pointer = wiring.jobs().pointer(organization_id, f"open#{ArchiveFormat.TAR_GZ.value}")
@@ -183,7 +185,8 @@ def test_clients_are_told_fixed_sentences_and_codes_never_internal_errors(
     events_queue = listen(stack, [organization_id, ACME])
     denied = create_job(ACME)
     builder = wiring.export_builder()
-    dataclasses.replace(builder, assets=DeniedAssets(builder.assets)).build(ACME, denied.job_id)
+    with as_function("ExportWorkerFunction"):
+        dataclasses.replace(builder, assets=DeniedAssets(builder.assets)).build(ACME, denied.job_id)
     lambda_denied = {
         "errorType": "ClientError",
         "errorMessage": f"An error occurred (AccessDeniedException) when calling the PutItem operation: "
@@ -246,9 +249,25 @@ def test_clients_are_told_fixed_sentences_and_codes_never_internal_errors(
     )
 
 
+def test_a_request_that_cannot_be_queued_fails_its_job_and_says_so(
+    stack: Any, fresh: tuple[str, str]
+) -> None:
+    """The job the start function created is failed (never started) and announced as failed: nobody will
+    ever build it, and whoever follows the bus must not wait for it."""
+    organization_id, _ = fresh
+    events_queue = listen(stack, [organization_id])
+    job_id = unqueued(organization_id)
+    job = wiring.jobs().get(organization_id, job_id)
+    assert job is not None and job.error_code is ErrorCode.NEVER_STARTED
+    event = received_events(stack, events_queue, {job_id})[job_id]
+    assert (event["detail-type"], event["detail"]["error_code"]) == ("Export Failed", "never_started")
+
+
 def test_the_missing_assets_note_stays_for_the_client(stack: Any) -> None:
     """A section's note of the assets it could not include is the organization's data, not internal."""
-    job = wiring.export_builder().build(ACME, create_job(ACME).job_id)
+    job_id = create_job(ACME).job_id
+    with as_function("ExportWorkerFunction"):
+        job = wiring.export_builder().build(ACME, job_id)
     assert job is not None
     products = next(section for section in job.sections if section.key == "products")
     assert products.error is not None and products.error.startswith("1 missing asset(s) not in the archive: ")

@@ -20,7 +20,7 @@ from data_export.models import ArchiveFormat
 from data_export.storage.layout import export_prefix
 
 from tests.e2e.client import BASE, Reply, call, wait_for_job
-from tests.jobs import held_open_job
+from tests.jobs import create_job, held_open_job
 from tests.security.helpers import new_key, organization, seed
 
 
@@ -142,6 +142,44 @@ def test_canceling_a_pending_export(api_url: str, org: tuple[str, str]) -> None:
     assert call("DELETE", job_url, key).json() == call("GET", job_url, key).json()
     fresh = call("POST", f"{api_url}{BASE}/{organization_id}", key).json()
     assert fresh["job_id"] != pending.job_id
+
+
+def leftovers(stack: Any, organization_id: str, job_id: str) -> tuple[list[str], list[str]]:
+    """Objects and multipart uploads under the job's temporary and final prefixes."""
+    s3, bucket = stack.client("s3"), stack.physical["ExportsBucket"]
+    objects: list[str] = []
+    uploads: list[str] = []
+    for prefix in (f"tmp/{organization_id}/{job_id}/", export_prefix(organization_id, job_id)):
+        objects += [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+        uploads += [
+            u["Key"] for u in s3.list_multipart_uploads(Bucket=bucket, Prefix=prefix).get("Uploads", [])
+        ]
+    return objects, uploads
+
+
+def test_canceling_a_running_big_export_leaves_nothing(
+    api_url: str, stack: Any, org: tuple[str, str]
+) -> None:
+    """A DELETE while the Step Functions run builds units: the cancel function removes what the run wrote
+    (the plan and a built unit under tmp/, a unit's upload still open there, Assemble's open upload under
+    exports/), whatever step is still running."""
+    organization_id, key = org
+    job = create_job(organization_id)
+    run = {"organization_id": organization_id, "job_id": job.job_id, "run_id": job.job_id}
+    plan = stack.invoke("ExportPlanFunction", {**run, "chunk_target_bytes": 1024, "chunk_max_records": 1})
+    assert plan["units_total"] >= 2
+    stack.invoke("ExportBuildUnitFunction", {**run, "unit_index": 0})
+    s3, bucket = stack.client("s3"), stack.physical["ExportsBucket"]
+    s3.create_multipart_upload(Bucket=bucket, Key=f"tmp/{organization_id}/{job.job_id}/{job.job_id}/u1.part")
+    final = f"{export_prefix(organization_id, job.job_id)}{job.job_id}/{job.output_filename}"
+    s3.create_multipart_upload(Bucket=bucket, Key=final)
+    objects, uploads = leftovers(stack, organization_id, job.job_id)
+    assert len(objects) >= 4 and len(uploads) == 2  # plan.json, plan/..., the unit and its index
+
+    canceled = call("DELETE", f"{api_url}{BASE}/{organization_id}/{job.job_id}", key)
+    assert canceled.status == 200, canceled.body
+    assert (canceled.json()["status"], canceled.json()["error_code"]) == ("failed", "canceled")
+    assert leftovers(stack, organization_id, job.job_id) == ([], [])
 
 
 def test_deleting_a_completed_archive(api_url: str, stack: Any, org: tuple[str, str]) -> None:
