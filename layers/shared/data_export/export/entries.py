@@ -20,9 +20,9 @@ from data_export.settings import MIB
 from data_export.storage.objects import Asset
 
 # Assets up to this size are read whole so that zip can write them with their CRC and sizes up front, STORED
-# or, when a sample says deflate pays, DEFLATED (what every unzipper likes best; Java's ZipInputStream needs it
-# for STORED); bigger ones stream through in one pass with constant memory, deflated on the fly when the sample
-# of their head says it pays, else as deflate stored blocks, with a data descriptor either way.
+# or, when a sample says deflate pays, DEFLATED (what every unzipper likes best; Java's ZipInputStream needs
+# it for STORED); bigger ones stream through in one pass with constant memory, deflated on the fly when the
+# sample of their head says it pays, else as deflate stored blocks, with a data descriptor either way.
 BUFFERED_ASSET_LIMIT = 16 * MIB
 
 
