@@ -43,6 +43,7 @@ FAST_LEVEL = 1
 DEFAULT_LEVEL = 6
 # Files (assets) in zip: deflated at this level when a sample says it pays. With isal, level 2: as fast as
 # level 1 on media (~0.4-0.7 GB/s), and 0.1-0.3 % smaller on the realistic corpus (docs/performance.md).
+# With zlib-ng or the standard library's zlib (fallbacks), level 6 itself: zipfile's sizes, ~10x slower.
 ASSET_LEVEL = DEFAULT_LEVEL
 # Deflate pays when a sample of the content shrinks by at least this fraction: JPEG product shots on a light
 # background (5-15 %), PDFs, SVG, CSV and text do; full-frame photos (~1 %), most PNGs and random bytes
