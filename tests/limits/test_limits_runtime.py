@@ -6,7 +6,9 @@ lowered through the environment (``data-export local serve``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -195,3 +197,85 @@ def test_the_session_stack_has_the_lowered_limits_and_the_templates(stack: Any) 
         attributes["VisibilityTimeout"] == "5"
         and json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
     )
+
+
+class FakeStack:
+    """What the SQS poller uses of a stack: one function over one queue, the runtime's concurrency."""
+
+    def __init__(self, function_limit: int, maximum_concurrency: int | None, messages: int) -> None:
+        from data_export_cli.limits import Concurrency
+
+        self.concurrency = Concurrency({"Fn": function_limit}, 1000, {"Fn": 60.0})
+        self.maximum = maximum_concurrency
+        self.physical, self.arns = {"Queue": "url"}, {"Queue": "arn"}
+        self.queue = [{"MessageId": str(i), "ReceiptHandle": str(i), "Body": "{}"} for i in range(messages)]
+        self.in_flight: set[str] = set()
+        self.most_in_flight = 0
+        self.handled: list[str] = []
+        self._lock = threading.Lock()
+
+    def client(self, service: str) -> Any:
+        return self
+
+    def acting_as(self, function: str) -> Any:
+        return contextlib.nullcontext()
+
+    def event_source_concurrency(self, function: str, queue: str) -> int | None:
+        return self.maximum
+
+    def reserve(self, function: str, timeout: float) -> Any:
+        return self.concurrency.acquire(function, timeout)
+
+    def release(self, environment: Any) -> None:
+        self.concurrency.release(environment)
+
+    def receive_message(self, **kwargs: Any) -> dict[str, Any]:
+        with self._lock:
+            batch = [m for m in self.queue if m["MessageId"] not in self.in_flight][
+                : kwargs["MaxNumberOfMessages"]
+            ]
+            self.in_flight |= {m["MessageId"] for m in batch}
+            self.most_in_flight = max(self.most_in_flight, len(self.in_flight))
+        if not batch:
+            time.sleep(0.05)  # a short long poll
+        return {"Messages": batch}
+
+    def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:  # boto3's parameter names
+        with self._lock:
+            self.queue = [m for m in self.queue if m["ReceiptHandle"] != ReceiptHandle]
+            self.in_flight.discard(ReceiptHandle)
+
+    def invoke(self, function: str, event: dict[str, Any], *, environment: Any) -> dict[str, Any]:
+        time.sleep(0.1)
+        with self._lock:
+            self.handled += [record["messageId"] for record in event["Records"]]
+        self.concurrency.release(environment)
+        return {"batchItemFailures": []}
+
+
+@pytest.mark.parametrize(
+    ("function_limit", "maximum_concurrency", "held", "expected"),
+    [(3, None, 0, 3), (5, 2, 0, 2), (2, None, 1, 1)],
+    ids=["reserved-concurrency", "maximum-concurrency", "concurrency-in-use-elsewhere"],
+)
+def test_the_sqs_poller_receives_only_what_the_function_can_run(
+    function_limit: int, maximum_concurrency: int | None, held: int, expected: int
+) -> None:
+    from data_export_cli.worker import QueuePoller
+
+    stack = FakeStack(function_limit, maximum_concurrency, messages=12)
+    taken = [stack.reserve("Fn", 0) for _ in range(held)]  # e.g. the function invoked directly meanwhile
+    poller = QueuePoller(stack)  # type: ignore[arg-type]
+    thread = threading.Thread(target=poller._poll, args=("Queue", "Fn", 1), daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while len(stack.handled) < 12:
+        assert time.monotonic() < deadline, stack.handled
+        time.sleep(0.05)
+    poller._stop.set()
+    thread.join(5)
+    for environment in taken:
+        stack.release(environment)
+    assert sorted(stack.handled, key=int) == [str(i) for i in range(12)]
+    assert stack.most_in_flight == expected  # messages received and not yet deleted, at most
+    assert stack.concurrency.queues["Queue"].received == 12
