@@ -46,6 +46,8 @@ def test_a_backlog_completes_under_the_workers_concurrency_each_export_built_onc
         assert all(reply.status == 200 for reply in polls)
         assert [reply.json()["job_id"] for reply in polls] == list(jobs) * 2
         finished = wait_for_jobs(jobs, timeout=180)
+        # Copies of waiting requests the accelerated sweeper queued (dozens here; none on a machine fast
+        # enough to drain the backlog within the 4 s grace period: the test then proves less).
         figures["requeued by the sweeper"] = sum(job.requeued for job in finished.values())
     failed = {job_id: job.error for job_id, job in finished.items() if job.status is not JobStatus.COMPLETED}
     assert not failed, failed
@@ -57,9 +59,6 @@ def test_a_backlog_completes_under_the_workers_concurrency_each_export_built_onc
     worker = stack.concurrency.stats["ExportWorkerFunction"]
     assert worker.recent_peak == 2, worker  # the backlog kept both busy, never more
     assert worker.throttles == 0  # the poller waits for free concurrency instead of invoking into a throttle
-    assert (
-        figures["requeued by the sweeper"] > 0
-    )  # the accelerated sweeper did take waiting requests for lost ones
 
 
 def test_a_poison_request_ends_in_the_dead_letter_queue_and_fails_its_job(
@@ -95,6 +94,5 @@ def test_a_poison_request_ends_in_the_dead_letter_queue_and_fails_its_job(
     dead_letters = sqs.get_queue_attributes(
         QueueUrl=stack.physical["ExportDeadLetterQueue"], AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]
-    assert (
-        dead_letters["ApproximateNumberOfMessages"] == "0"
-    )  # consumed: the dead-letter function failed the job
+    # Consumed: the dead-letter function failed the job.
+    assert dead_letters["ApproximateNumberOfMessages"] == "0"
