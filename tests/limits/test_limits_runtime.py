@@ -80,9 +80,8 @@ def test_an_invocation_past_the_reserved_concurrency_is_throttled_with_429(
         lambda_api.invoke(FunctionName=function_name(stack, BUILD_UNIT), Payload=b"{}")
     error = throttled.value.response
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
-    assert (
-        error["Error"]["Code"] == "TooManyRequestsException"
-    )  # Step Functions: Lambda.TooManyRequestsException
+    # Step Functions names it Lambda.TooManyRequestsException.
+    assert error["Error"]["Code"] == "TooManyRequestsException"
     assert error["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded"
     assert stack.concurrency.stats[BUILD_UNIT].throttles == throttles + 1
     with pytest.raises(TooManyRequestsError):  # a direct invocation (the gateway's, the poller's) too
@@ -153,12 +152,8 @@ def test_the_context_counts_the_remaining_time_down() -> None:
     time.sleep(0.2)
     second = context.get_remaining_time_in_millis()
     assert 1_900 <= first <= 2_000 and first - second >= 150
-    assert (
-        LambdaContext(
-            "f", 128, 0.01, "request", "arn", deadline=time.monotonic() - 1
-        ).get_remaining_time_in_millis()
-        == 0
-    )
+    past = LambdaContext("f", 128, 0.01, "request", "arn", deadline=time.monotonic() - 1)
+    assert past.get_remaining_time_in_millis() == 0
 
 
 def test_the_limits_are_lowered_by_the_environment() -> None:
@@ -193,10 +188,8 @@ def test_the_session_stack_has_the_lowered_limits_and_the_templates(stack: Any) 
     attributes = stack.client("sqs").get_queue_attributes(
         QueueUrl=stack.physical["ExportQueue"], AttributeNames=["VisibilityTimeout", "RedrivePolicy"]
     )["Attributes"]
-    assert (
-        attributes["VisibilityTimeout"] == "5"
-        and json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
-    )
+    assert attributes["VisibilityTimeout"] == "5"
+    assert json.loads(attributes["RedrivePolicy"])["maxReceiveCount"] == 3
 
 
 class FakeStack:
