@@ -1,27 +1,34 @@
-"""Cold start: how long each function's handler module takes to import, and to import and handle a first
-event, in fresh interpreters.
+"""Cold start: what a function's first request costs in a fresh interpreter, up to its first AWS client.
 
 Each sample is a new ``python -c`` process with the functions' environment that times, after interpreter
 start-up: (1) ``import <handler module>``; (2) that plus handling one representative event that needs no
 AWS service (a request with a malformed API key for the API functions, a malformed message for the queue
 consumers, an incomplete input for the Step Functions tasks), so that cost moved out of the import into
 the first invocation still shows; (3) that plus creating the first boto3 client, which every real
-request needs and which our handlers import only on first use. The peer is the naive handler the issue
-names: it imports boto3 + pydantic + Powertools' event handler, then handles the same event with a
+request needs and which our handlers import only on first use. Stage (3) is the headline: the import alone
+says little, since work can be moved out of it into the first request. The peer is the naive handler the
+issue names: it imports boto3 + pydantic + Powertools' event handler, then handles the same event with a
 validating resolver (or Powertools' batch processor) and a pydantic model. Processes run round-robin;
-medians and paired ratios are reported.
+medians and paired ratios are reported. Each sample's outcome (status code or exception) is checked, and
+its response's size is its output.
+
+SnapStart (``snapstart_run``): the same process, with a stand-in for the runtime's ``snapshot_restore_py``,
+times the import plus the before-snapshot hooks (work moved out of every cold start), then the
+after-restore hooks, the first event and the first client (what a restored environment still pays here;
+Lambda's own restore comes on top and cannot be measured locally).
 """
 
 from __future__ import annotations
 
 import os
+import statistics
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Comparison, Contender
+from benchmarks.harness import Comparison, Contender, VerificationError
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_PATH = "/dashboard/api/v1/data-export"
@@ -176,6 +183,7 @@ class _Context:
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:coldstart"
     aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+{prelude}
 _marks = [(time.process_time(), time.perf_counter())]
 {import_code}
 _marks.append((time.process_time(), time.perf_counter()))
@@ -184,13 +192,38 @@ try:
     _result = {handler}(_event, _Context())
     _outcome = str(_result.get("statusCode", "ok"))
 except Exception as exc:
+    _result = repr(exc)
     _outcome = type(exc).__name__
 _marks.append((time.process_time(), time.perf_counter()))
 {client_code}
 _marks.append((time.process_time(), time.perf_counter()))
+import json as _json
+_size = len(_json.dumps(_result, default=str).encode())
 _cpu, _wall = zip(*_marks)
-print("coldstart", _outcome, *(t - _cpu[0] for t in _cpu[1:]), *(t - _wall[0] for t in _wall[1:]))
+print("coldstart", _outcome, _size, *(t - _cpu[0] for t in _cpu[1:]), *(t - _wall[0] for t in _wall[1:]))
 """
+# A stand-in for the Lambda runtime's snapshot_restore_py (registered hooks, called by the probe below).
+FAKE_RUNTIME = """
+import sys as _sys, types as _types
+_hooks = {"before": [], "after": []}
+_runtime = _types.ModuleType("snapshot_restore_py")
+def _register(kind):
+    def register(function, *args, **kwargs):
+        _hooks[kind].append((function, args, kwargs))
+        return function
+    return register
+_runtime.register_before_snapshot = _register("before")
+_runtime.register_after_restore = _register("after")
+_sys.modules["snapshot_restore_py"] = _runtime
+"""
+# With SnapStart: the import and the before-snapshot hooks (Lambda runs them when it publishes a version),
+# then the after-restore hooks (each restored environment), the first event and the first client.
+SNAPSTART_IMPORT = """import {module} as function
+for _hook, _args, _kwargs in reversed(_hooks["before"]):
+    _hook(*_args, **_kwargs)
+_marks.append((time.process_time(), time.perf_counter()))
+for _hook, _args, _kwargs in _hooks["after"]:
+    _hook(*_args, **_kwargs)"""
 # What the functions are given by the template (the values do not matter here).
 ENVIRONMENT = {
     "POWERTOOLS_SERVICE_NAME": "data-export",
@@ -211,13 +244,15 @@ ENVIRONMENT = {
     "EXPORT_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/123456789012/data-export-bench",
 }
 STAGES = ("import", "import + first event", "import + first event + boto3 client")
+HEADLINE = 2  # the stage a cold start is judged by: import + first event + first client
 CLOCKS = {"cpu": "CPU time", "wall": "wall clock"}
 
 
-def probe(function: FirstEvent, *, naive: bool) -> str:
+def probe(function: FirstEvent, *, naive: bool = False, snapstart: bool = False) -> str:
     if naive:
         return PROBE.format(
             event=function.event,
+            prelude="",
             import_code=f"import {NAIVE_IMPORTS}",
             define_code=function.naive,
             handler="handler",
@@ -225,7 +260,10 @@ def probe(function: FirstEvent, *, naive: bool) -> str:
         )
     return PROBE.format(
         event=function.event,
-        import_code=f"import {function.module} as function",
+        prelude=FAKE_RUNTIME if snapstart else "",
+        import_code=SNAPSTART_IMPORT.format(module=function.module)
+        if snapstart
+        else f"import {function.module} as function",
         define_code="",
         handler=f"function.{function.handler}",
         client_code="from data_export import wiring; wiring.client('dynamodb')",
@@ -236,6 +274,7 @@ def probe(function: FirstEvent, *, naive: bool) -> str:
 class Sample:
     cpu: tuple[float, ...]  # seconds at the end of each stage, CPU time of the process
     wall: tuple[float, ...]  # the same, wall clock
+    output_bytes: int  # the first event's response (or error), as JSON
 
 
 def sample(code: str, outcome: str) -> Sample:
@@ -249,33 +288,43 @@ def sample(code: str, outcome: str) -> Sample:
         timeout=120,
     )
     # The handlers' log lines go to stdout too; the probe's line is the last.
-    _, got, *figures = completed.stdout.strip().splitlines()[-1].split()
+    _, got, size, *figures = completed.stdout.strip().splitlines()[-1].split()
     if got != outcome:
-        raise AssertionError(f"first event came to {got}, expected {outcome}:\n{completed.stdout[-2000:]}")
+        raise VerificationError(f"first event came to {got}, expected {outcome}:\n{completed.stdout[-2000:]}")
     seconds = [float(figure) for figure in figures]
-    return Sample(tuple(seconds[: len(STAGES)]), tuple(seconds[len(STAGES) :]))
+    half = len(seconds) // 2
+    return Sample(tuple(seconds[:half]), tuple(seconds[half:]), int(size))
 
 
-def run(*, rounds: int) -> list[Comparison]:
-    contenders = [(name, False) for name in FUNCTIONS] + [(name, True) for name in FUNCTIONS]
-    samples: dict[tuple[str, bool], list[Sample]] = {contender: [] for contender in contenders}
+MODES = ("ours", "naive", "snapstart")
+
+
+def run(*, rounds: int, snapstart: bool = True) -> tuple[list[Comparison], dict[str, Any]]:
+    """The comparisons (ours against the naive handler, per function and stage) and the SnapStart figures."""
+    modes = MODES if snapstart else MODES[:2]
+    contenders = [(name, mode) for mode in modes for name in FUNCTIONS]
+    samples: dict[tuple[str, str], list[Sample]] = {contender: [] for contender in contenders}
     for round_index in range(rounds + 1):
         for contender in contenders if round_index % 2 == 0 else list(reversed(contenders)):
-            name, naive = contender
-            figures = sample(probe(FUNCTIONS[name], naive=naive), FUNCTIONS[name].outcome)
+            name, mode = contender
+            code = probe(FUNCTIONS[name], naive=mode == "naive", snapstart=mode == "snapstart")
+            figures = sample(code, FUNCTIONS[name].outcome)
             if round_index:  # the first round only warms the page cache and the .pyc files
                 samples[contender].append(figures)
 
     def comparison(name: str, title: str, stage: int, clock: str) -> Comparison:
-        def rates(naive: bool) -> list[float]:
-            return [1 / getattr(figures, clock)[stage] for figures in samples[(name, naive)]]
+        def side(label: str, role: str, mode: str) -> Contender:
+            contender = Contender(label, role)
+            for figures in samples[(name, mode)]:
+                contender.record(1 / getattr(figures, clock)[stage], figures.output_bytes)
+            return contender
 
         return Comparison(
             title,
             "imports",
             [
-                Contender(f"ours: {FUNCTIONS[name].module}", "ours", rates=rates(False)),
-                Contender(f"naive: {NAIVE_IMPORTS}", "peer", rates=rates(True)),
+                side(f"ours: {FUNCTIONS[name].module}", "ours", "ours"),
+                side(f"naive: {NAIVE_IMPORTS}", "peer", "naive"),
             ],
             notes=f"fresh interpreter per sample; {STAGES[stage]}; {CLOCKS[clock]}",
             show_time=True,
@@ -283,7 +332,32 @@ def run(*, rounds: int) -> list[Comparison]:
 
     comparisons = []
     for name in FUNCTIONS:
-        comparisons.append(comparison(name, f"Cold start: {name}", 0, "cpu"))
-        comparisons.extend(comparison(name, f"Cold start, {STAGES[i]}: {name}", i, "cpu") for i in (1, 2))
-        comparisons.append(comparison(name, f"Cold start, wall clock: {name}", 0, "wall"))
-    return comparisons
+        comparisons.append(comparison(name, f"Cold start: {name}", HEADLINE, "cpu"))
+        comparisons.append(comparison(name, f"Cold start, import only: {name}", 0, "cpu"))
+        comparisons.append(comparison(name, f"Cold start, import + first event: {name}", 1, "cpu"))
+        comparisons.append(comparison(name, f"Cold start, wall clock: {name}", HEADLINE, "wall"))
+    snapstart_figures: dict[str, Any] = {}
+    if snapstart:
+        for name in FUNCTIONS:
+            runs = samples[(name, "snapstart")]
+
+            def median_ms(values: list[float]) -> float:
+                return statistics.median(values) * 1000
+
+            moved = median_ms([s.cpu[0] for s in runs])
+            restore = median_ms([s.cpu[1] - s.cpu[0] for s in runs])
+            event = median_ms([s.cpu[2] - s.cpu[1] for s in runs])
+            client = median_ms([s.cpu[3] - s.cpu[2] for s in runs])
+            snapstart_figures[name] = {
+                "samples": len(runs),
+                "verified": True,  # every sample's first event came to its expected outcome
+                "output_bytes": int(statistics.median(s.output_bytes for s in runs)),
+                "moved_before_snapshot_ms": moved,
+                "after_restore_ms": restore,
+                "first_event_ms": event,
+                "first_client_ms": client,
+                "cold_path_after_restore_ms": median_ms([s.cpu[3] - s.cpu[0] for s in runs]),
+                "without_snapstart_ms": median_ms([s.cpu[HEADLINE] for s in samples[(name, "ours")]]),
+                "naive_ms": median_ms([s.cpu[HEADLINE] for s in samples[(name, "naive")]]),
+            }
+    return comparisons, snapstart_figures

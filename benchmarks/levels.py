@@ -2,7 +2,8 @@
 
 - one record at a time (a zip entry each): microseconds per ~900-byte record and the size ratio;
 - the records as one stream (tar.gz): MB/s and ratio;
-- incompressible binaries streamed in 1 MiB chunks (tar.gz): MB/s and ratio, and deflate stored blocks.
+- binaries streamed in 1 MiB chunks (tar.gz): MB/s and ratio, and deflate stored blocks (the caller says
+  which binaries: random bytes, the incompressible extreme).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 from data_export.archive import BatchingWriter, StoredBlockFramer
 from data_export.yaml_emit import dump_record
 
-from benchmarks import data
 from benchmarks.sinks import PartSink
 
 CHOICES = [
@@ -68,9 +68,9 @@ def measure(
     }
 
 
-def run(*, records: int, binary_bytes: int, repeats: int) -> list[dict[str, Any]]:
-    documents = [dump_record(record) for record in data.records(records)]
-    blob = b"".join(data.binaries(binary_bytes))
+def run(*, records: list[dict[str, Any]], binaries: list[bytes], repeats: int) -> list[dict[str, Any]]:
+    documents = [dump_record(record) for record in records]
+    blob = b"".join(binaries)
     chunks = [memoryview(blob)[start : start + CHUNK] for start in range(0, len(blob), CHUNK)]
     rows: list[dict[str, Any]] = []
     for library, level in CHOICES:

@@ -19,6 +19,15 @@ def test_first_event_comes_to_its_outcome(function: str, naive: bool) -> None:
     assert len(timings.cpu) == len(timings.wall) == len(coldstart.STAGES)
 
 
+@pytest.mark.parametrize("function", list(coldstart.FUNCTIONS))
+def test_after_a_restore_the_first_event_comes_to_its_outcome(function: str) -> None:
+    """The SnapStart probe: import and before-snapshot hooks, after-restore hooks, then the same event."""
+    first = coldstart.FUNCTIONS[function]
+    timings = coldstart.sample(coldstart.probe(first, snapstart=True), first.outcome)  # raises otherwise
+    assert len(timings.cpu) == 4  # import + priming, restore, first event, first client
+    assert timings.output_bytes > 0
+
+
 @pytest.mark.parametrize("function", ["StartExportFunction", "GetExportFunction", "CancelExportFunction"])
 def test_a_malformed_api_key_is_refused_without_boto3(function: str) -> None:
     first = coldstart.FUNCTIONS[function]
