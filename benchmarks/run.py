@@ -222,8 +222,7 @@ def git(*arguments: str) -> str:
 
 def uncommitted(paths: tuple[str, ...] = ("benchmarks", "layers", "functions", "cli")) -> list[str]:
     """Files that the measured code or the benchmarks depend on and that differ from the commit."""
-    lines = git("status", "--porcelain", "--untracked-files=no", "--", *paths).splitlines()
-    return sorted(line[3:] for line in lines)
+    return sorted(git("diff", "--name-only", "HEAD", "--", *paths).splitlines())
 
 
 def memory_available() -> int:
@@ -369,16 +368,15 @@ def run_stack_sections(
                     designs=designs,
                 )
         if "memory" in selected:
-            big = memory_section(stack, args, cpu, pool, seed)
+            big = memory_section(stack, args, cpu, seed)
     finally:
         stack.stop()
     return comparisons, poll_results, big
 
 
-def memory_section(
-    stack: Any, args: argparse.Namespace, cpu: int | None, pool: Any, seed: Any
-) -> dict[str, Any]:
-    """Ours exporting a big organization (``--memory-bytes``), for its peak RSS with read-ahead on."""
+def memory_section(stack: Any, args: argparse.Namespace, cpu: int | None, seed: Any) -> dict[str, Any]:
+    """Ours exporting a big organization (``--memory-bytes``), for its peak RSS with read-ahead on. Its
+    binaries come from the corpus with its two files over 16 MiB (``big``): both streamed paths run."""
     from benchmarks.synthetic import write_corpus_fixture
 
     # moto (in this process) holds the assets, the upload's parts and, while completing it, the whole archive
@@ -392,8 +390,9 @@ def memory_section(
     os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = str(64 << 10)  # these assets go to moto's temp files
     try:
         with tempfile.TemporaryDirectory() as folder:
+            big_pool = inputs.binary_set("corpus", args.binary_bytes, big=True)
             org = write_corpus_fixture(
-                Path(folder), products=1, pool=pool().files, seed=2, target_bytes=args.memory_bytes
+                Path(folder), products=1, pool=big_pool.files, seed=2, target_bytes=args.memory_bytes
             )
             print(
                 f"\nmemory: seeding {org.products} products, {org.images} binaries,"
@@ -408,6 +407,7 @@ def memory_section(
             os.environ["MOTO_S3_DEFAULT_KEY_BUFFER_SIZE"] = buffer
     try:
         result = export.run_big(stack, org, archive_format=args.memory_format, cpu=other_core(cpu))
+        result["pool"] = big_pool.describe()
     finally:
         delete_organization_assets(stack, org.organization_id)
     print(
@@ -522,7 +522,7 @@ def main(argv: list[str] | None = None) -> int:
         """The realistic corpus (built once, cached on disk): the binaries benchmark's and the export's."""
         if "corpus" not in pools:
             print(f"building the corpus ({args.binary_bytes / MIB:.0f} MiB; cached)...", flush=True)
-            pools["corpus"] = inputs.binary_set("corpus", args.binary_bytes, big=not quick)
+            pools["corpus"] = inputs.binary_set("corpus", args.binary_bytes)
             inputs_meta["corpus"] = pools["corpus"].describe()
         return pools["corpus"]
 
