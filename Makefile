@@ -69,7 +69,7 @@ bench-load: install
 	$(BIN)/python -m benchmarks.load
 
 # Issue 11 from outside: 22,000 products x 3 images seeded by `local serve`, exported in both formats over
-# HTTP and verified byte for byte (docs/scaling.md, "A big organization through local serve"; ~30 min).
+# HTTP and verified byte for byte (docs/scaling.md, "A big organization through local serve"; ~40 min).
 big-export: install
 	$(BIN)/python -m benchmarks.big_org --results benchmarks/big-org-results.json
 
