@@ -184,11 +184,15 @@ def one_slot_dispatcher(stack: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str
         admission_retry_seconds=1,
     )
     dispatcher: ExportDispatcher = dataclasses.replace(real, settings=settings)
-    record: dict[str, Any] = {"outcomes": [], "builds": [], "lock": threading.Lock()}
+    record: dict[str, Any] = {"outcomes": [], "errors": [], "builds": [], "lock": threading.Lock()}
     dispatch = dispatcher.dispatch
 
     def recorded_dispatch(organization_id: str, job_id: str) -> Dispatch:
-        outcome = dispatch(organization_id, job_id)
+        try:
+            outcome = dispatch(organization_id, job_id)
+        except Exception as error:  # the message goes back to the queue, for a visibility timeout
+            record["errors"].append((job_id, repr(error)))
+            raise
         record["outcomes"].append((job_id, outcome))
         return outcome
 
@@ -223,6 +227,7 @@ def test_more_big_exports_than_slots_all_complete_one_at_a_time(
         assert time.monotonic() < deadline, [get(job).status for job in jobs]
         statuses = {job.job_id: get(job).status for job in jobs}
         assert JobStatus.FAILED not in statuses.values(), [get(job).error for job in jobs]
+        assert not one_slot_dispatcher["errors"], one_slot_dispatcher["errors"]
         if JobStatus.PROCESSING in statuses.values():
             seen |= {(job_id, status) for job_id, status in statuses.items()}
         time.sleep(0.2)
@@ -262,11 +267,12 @@ def test_a_worker_reclaims_the_slot_of_an_execution_that_died(
     deadline = time.monotonic() + 120
     while not (outcomes := [o for j, o in one_slot_dispatcher["outcomes"] if j == job.job_id]):
         assert time.monotonic() < deadline, get(job)
+        assert not one_slot_dispatcher["errors"], one_slot_dispatcher["errors"]
         time.sleep(0.1)
     assert outcomes == [Dispatch.STARTED]  # at once, not deferred: the dead execution's slot was freed
     assert dead not in (slots.holders() or {})
-    while get(job).status is not JobStatus.COMPLETED:
-        assert time.monotonic() < deadline, get(job)
+    while (status := get(job).status) is not JobStatus.COMPLETED:
+        assert time.monotonic() < deadline and status is not JobStatus.FAILED, get(job)
         time.sleep(0.2)
     assert [o for j, o in one_slot_dispatcher["outcomes"] if j == job.job_id] == [Dispatch.STARTED]
 
