@@ -5,6 +5,7 @@ moto server over real HTTP. There is no special code path in the functions for r
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import json
@@ -42,6 +43,7 @@ ACCOUNT_ID = "123456789012"
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 LOGGER = logging.getLogger("data_export_cli.iam")
+_API_EVENTS = threading.Lock()  # see LocalStack._run
 _SUB_VARIABLE = re.compile(r"\$\{([^}!]+)\}")
 
 
@@ -692,9 +694,13 @@ class LocalStack:
             self.concurrency.release(environment, reusable=False)
             raise
         handler = environment.handler
+        # Powertools' event handler keeps the event it resolves on a class attribute (BaseRouter.current_event
+        # and lambda_context): every resolver of the process reads the last one set. On AWS each environment
+        # is a process of its own; here API events, of whichever function, run one at a time.
+        serialized = _API_EVENTS if spec.routes else contextlib.nullcontext()
 
         def run() -> dict[str, Any]:
-            with self.acting_as(logical_id):
+            with serialized, self.acting_as(logical_id):
                 return handler(event, context)  # type: ignore[no-any-return]
 
         started = time.monotonic()
