@@ -148,10 +148,11 @@ def pytest_runtestloop(session: pytest.Session) -> bool | None:
                 reports = runtestprotocol(item, nextitem=None, log=False)
             finally:
                 _iam_batch.stack.restore(grant)
-            denials = [
-                {"role": str(d.principal).split(":assumed-role/")[-1].split("/")[0], "action": d.action}
-                for d in list(_iam_batch.stack.denials)
-            ]
+            denials = []
+            for denial in list(_iam_batch.stack.denials):
+                role = str(denial.principal).split(":assumed-role/")[-1].split("/")[0]
+                role_id = _iam_batch.stack.role_id(role)
+                denials.append({"role": role, "role_id": role_id, "action": denial.action})
             results.setdefault(item.nodeid, {})[text] = {
                 "failed": any(report.failed for report in reports),
                 "denials": denials,

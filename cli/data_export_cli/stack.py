@@ -380,9 +380,10 @@ class LocalStack:
                     policy_name,
                 ):
                     resolved = self.without_grant.apply(resolved)
-                client.put_role_policy(
-                    RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(resolved)
-                )
+                if resolved["Statement"]:  # a grant taken out may leave none: then no policy at all
+                    client.put_role_policy(
+                        RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(resolved)
+                    )
                 self._inline_policies.setdefault(name, []).append((logical_id, policy_name, resolved))
                 self._granted[(logical_id, policy_name)] = (name, resolved)
             for arn in role.managed_policy_arns:  # inlined: moto loads AWS's managed policies only on demand
@@ -426,7 +427,13 @@ class LocalStack:
         role = str(denial.principal).split(":assumed-role/", 1)[-1].split("/", 1)[0]
         owners = [owner for owner, name in self.role_of.items() if name == role] or [str(denial.principal)]
         if self.denial_log is not None:
-            line = {"role": role, "owners": owners, "action": denial.action, "resource": denial.resource}
+            line = {
+                "role": role,
+                "role_id": self.role_id(role),
+                "owners": owners,
+                "action": denial.action,
+                "resource": denial.resource,
+            }
             with self._denial_log_lock, self.denial_log.open("a", encoding="utf-8") as log:
                 log.write(json.dumps(line) + "\n")
         LOGGER.warning(
@@ -443,12 +450,21 @@ class LocalStack:
             role = principal.split(":assumed-role/", 1)[1].split("/", 1)[0]
             self.grants_used.add((role, str(grant.action), str(grant.resource)))
 
+    def role_id(self, role_name: str) -> str | None:
+        """The template's logical id of the role created under ``role_name``."""
+        return next((lid for lid, name in self.physical.items() if name == role_name), None)
+
     def revoke(self, grant: GrantRef) -> None:
-        """Take one granted action out of its role's policy, on the running stack."""
+        """Take one granted action out of its role's policy, on the running stack (the policy goes, when
+        that was its only action: IAM refuses a policy without statements)."""
         name, document = self._granted[(grant.role, grant.policy)]
-        self.client("iam").put_role_policy(
-            RoleName=name, PolicyName=grant.policy, PolicyDocument=json.dumps(grant.apply(document))
-        )
+        revoked = grant.apply(document)
+        if revoked["Statement"]:
+            self.client("iam").put_role_policy(
+                RoleName=name, PolicyName=grant.policy, PolicyDocument=json.dumps(revoked)
+            )
+        else:
+            self.client("iam").delete_role_policy(RoleName=name, PolicyName=grant.policy)
 
     def restore(self, grant: GrantRef) -> None:
         """Put the policy ``revoke`` changed back as the template has it."""

@@ -58,7 +58,9 @@ def denied(grant: str, denials: list[dict[str, Any]]) -> bool:
 
     ref = GrantRef.parse(grant)
     return any(
-        d["role"].endswith(f"-{ref.role}") and d["action"].lower() == ref.action.lower() for d in denials
+        (d.get("role_id") == ref.role or d["role"].endswith(f"-{ref.role}"))
+        and d["action"].lower() == ref.action.lower()
+        for d in denials
     )
 
 
