@@ -117,6 +117,29 @@ class LambdaContext:
         return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
+_DYNAMODB_WRITES = threading.RLock()
+
+
+def _atomic_dynamodb_writes() -> None:
+    """DynamoDB applies each write to an item atomically; moto's backend reads, changes and stores the item
+    in Python, so two threads updating one item can lose one update (seen: a unit's ADD to the job's set of
+    built units lost while another unit added its own, and Assemble refusing "9 of 10 units built"). Each
+    write of moto's backend in this process takes one lock, as the service serializes writes to an item."""
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "atomic", False):
+            continue
+
+        def atomic(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            with _DYNAMODB_WRITES:
+                return _method(*args, **kwargs)
+
+        atomic.atomic = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, atomic)
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -185,6 +208,7 @@ class LocalStack:
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> LocalStack:
+        _atomic_dynamodb_writes()
         from moto.server import ThreadedMotoServer
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
