@@ -53,6 +53,7 @@ for _path in (REPO, REPO / "layers" / "shared", REPO / "cli"):  # runnable as a 
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
+from data_export_cli.limits import Environment  # noqa: E402
 from data_export_cli.stack import LocalStack  # noqa: E402 - after the path set-up above
 
 RESULTS_PATH = REPO / "benchmarks" / "scale-results.json"
@@ -435,10 +436,12 @@ class ScaleStack(LocalStack):
         stack._lambda_service = service.start()
         return stack
 
-    def invoke(self, logical_id: str, event: dict[str, Any]) -> dict[str, Any]:
+    def invoke(
+        self, logical_id: str, event: dict[str, Any], *, environment: Environment | None = None
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         try:
-            return super().invoke(logical_id, event)
+            return super().invoke(logical_id, event, environment=environment)
         finally:
             self.invocations.append((logical_id, start, time.perf_counter()))
 
