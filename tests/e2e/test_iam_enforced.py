@@ -7,8 +7,6 @@ must not complete an export, and its log must say which function was denied what
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import EXAMPLE_FIXTURE, REPO
+from tests.conftest import EXAMPLE_FIXTURE
+from tests.serve import local_serve
 
 ORGANIZATION = "eHcFM2wk4RdyYG8yMrTGbQ"
 OWNER_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
@@ -47,20 +46,8 @@ def call(method: str, url: str) -> tuple[int, dict[str, Any]]:
 @pytest.mark.slow
 def test_without_the_templates_policies_an_export_does_not_complete(tmp_path: Path) -> None:
     template = template_without_policies(tmp_path / "template.yaml")
-    log = (tmp_path / "serve.log").open("w+", encoding="utf-8")
-    serve = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "data_export_cli.main", "local", "serve", "--port", "0"),
-            *("--seed", str(EXAMPLE_FIXTURE), "--template", str(template)),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert serve.stdout is not None
-        ready = json.loads(serve.stdout.readline())
+    log = tmp_path / "serve.log"
+    with local_serve(template, EXAMPLE_FIXTURE, log) as ready:
         api = f"{ready['api_url']}/dashboard/api/v1/data-export/{ORGANIZATION}"
         status, body = call("POST", f"{api}?archive_format=zip")
         if status == 200:  # accepted: then the job must fail, never complete
@@ -72,8 +59,4 @@ def test_without_the_templates_policies_an_export_does_not_complete(tmp_path: Pa
         else:
             assert status in (500, 502, 503), (status, body)
             assert "arn:" not in json.dumps(body), body  # the refusal leaks no ARN
-    finally:
-        serve.terminate()
-        serve.wait(timeout=60)
-    log.seek(0)
-    assert "AccessDenied: StartExportFunction may not dynamodb:GetItem" in log.read()
+    assert "AccessDenied: StartExportFunction may not dynamodb:GetItem" in log.read_text(encoding="utf-8")

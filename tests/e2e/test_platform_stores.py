@@ -8,9 +8,6 @@ stores, whose Condition is false) and seeds them; the demo stores of the stack's
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import zipfile
 from io import BytesIO
 from pathlib import Path
@@ -18,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_FIXTURE, REPO
+from tests.conftest import EXAMPLE_FIXTURE
 from tests.e2e.client import BASE, call, wait_for_job
+from tests.serve import local_serve
 
 ORGANIZATION = "eHcFM2wk4RdyYG8yMrTGbQ"
 OWNER_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
@@ -52,20 +50,8 @@ def admin_client(service: str, ready: dict[str, Any]) -> Any:
 @pytest.mark.slow
 def test_an_export_reads_the_platforms_stores_named_by_the_parameters(tmp_path: Path) -> None:
     template = template_with_the_platforms_stores(tmp_path / "template.yaml")
-    log = (tmp_path / "serve.log").open("w+", encoding="utf-8")
-    serve = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "data_export_cli.main", "local", "serve", "--port", "0"),
-            *("--seed", str(EXAMPLE_FIXTURE), "--template", str(template)),
-        ],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=log,
-        text=True,
-    )
-    try:
-        assert serve.stdout is not None
-        ready = json.loads(serve.stdout.readline())
+    log = tmp_path / "serve.log"
+    with local_serve(template, EXAMPLE_FIXTURE, log) as ready:
         # The stores are the platform's names; no demo store of the stack's own names exists.
         tables = admin_client("dynamodb", ready).list_tables()["TableNames"]
         buckets = {bucket["Name"] for bucket in admin_client("s3", ready).list_buckets()["Buckets"]}
@@ -88,9 +74,5 @@ def test_an_export_reads_the_platforms_stores_named_by_the_parameters(tmp_path: 
         assert download.status == 200, download.status  # urllib followed the redirect to S3
         names = zipfile.ZipFile(BytesIO(download.body)).namelist()
         assert any("/products/" in name and "/images/" in name for name in names), names
-    finally:
-        serve.terminate()
-        serve.wait(timeout=60)
-    log.seek(0)
-    text = log.read()
+    text = log.read_text(encoding="utf-8")
     assert "AccessDenied" not in text, [line for line in text.splitlines() if "AccessDenied" in line][:5]
