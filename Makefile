@@ -47,6 +47,7 @@ test: install tools $(CHECKOV)
 	$(BIN)/pytest -n 2 --dist worksteal -q -m 'not scale and not iam_proof'
 	$(BIN)/pytest -n 2 -q -m scale
 	$(BIN)/pytest -q tests/limits
+	$(BIN)/pytest -n 2 -q -m iam_proof tests/infra/test_least_privilege.py
 
 # The service under AWS's limits, lowered so that contention shows (a local stack of its own: tests/limits
 # is collected only when named, never by the runs above; see tests/limits/conftest.py).
