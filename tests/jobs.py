@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import UTC, datetime
+from typing import Any
 
 from data_export import wiring
 from data_export.export.dispatch import ExportDispatcher
@@ -62,3 +63,21 @@ def chunking_dispatcher(*, chunk_target_bytes: int, chunk_max_records: int) -> E
         chunk_max_records=chunk_max_records,
     )
     return dataclasses.replace(real, settings=settings)
+
+
+class Sweeper:
+    """The scheduled sweep at a given time, run as ExportSweeperFunction (its queue the test's own)."""
+
+    def __init__(self, sweeper: Any) -> None:
+        self.sweeper = sweeper
+
+    def sweep(self) -> Any:
+        from tests.credentials import as_function
+
+        with as_function("ExportSweeperFunction"):
+            return self.sweeper.sweep()
+
+
+def sweeper_at(stack: Any, queue: Any, now: datetime) -> Sweeper:
+    """The sweeper as it would run at ``now``, queueing again onto ``queue`` (a PrivateQueue)."""
+    return Sweeper(dataclasses.replace(wiring.sweeper(), queue=queue, clock=lambda: now))

@@ -21,7 +21,6 @@ import pytest
 from data_export import wiring
 from data_export.export.admission import START_GRACE_SECONDS
 from data_export.export.dispatch import Dispatch, ExportDispatcher
-from data_export.export.sweeper import JobSweeper, SweepReport
 from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import ExportRequestMessage, JobStatus
@@ -29,8 +28,8 @@ from data_export.storage.queue import ExportQueue
 from data_export.storage.slots import ExecutionSlots
 from data_export_cli.worker import sqs_event
 
-from tests.credentials import PrivateQueue, as_function
-from tests.jobs import create_job
+from tests.credentials import PrivateQueue
+from tests.jobs import create_job, sweeper_at
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
@@ -44,21 +43,6 @@ def queue(stack: Any) -> PrivateQueue:
 @pytest.fixture
 def queue_url(queue: PrivateQueue) -> str:
     return queue.url
-
-
-class Sweeper:
-    """The scheduled sweep at a given time, run as ExportSweeperFunction (its queue the test's own)."""
-
-    def __init__(self, sweeper: JobSweeper) -> None:
-        self.sweeper = sweeper
-
-    def sweep(self) -> SweepReport:
-        with as_function("ExportSweeperFunction"):
-            return self.sweeper.sweep()
-
-
-def sweeper_at(stack: Any, queue: PrivateQueue, now: datetime) -> Sweeper:
-    return Sweeper(dataclasses.replace(wiring.sweeper(), queue=queue, clock=lambda: now))  # type: ignore[arg-type]
 
 
 def take_messages(stack: Any, queue_url: str, job: Job) -> list[dict[str, Any]]:

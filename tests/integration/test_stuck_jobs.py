@@ -5,7 +5,6 @@ re-queued message up."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -13,13 +12,13 @@ from typing import Any
 import pytest
 from data_export import wiring
 from data_export.errors import failure_message
-from data_export.export.sweeper import DEAD_LETTER, INTERRUPTED, NEVER_STARTED, JobSweeper, SweepReport
+from data_export.export.sweeper import DEAD_LETTER, INTERRUPTED, NEVER_STARTED
 from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import JobStatus
 
 from tests.credentials import PrivateQueue, as_function
-from tests.jobs import create_job
+from tests.jobs import create_job, sweeper_at
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 
@@ -36,21 +35,6 @@ def queue(stack: Any) -> PrivateQueue:
 @pytest.fixture
 def queue_url(queue: PrivateQueue) -> str:
     return queue.url
-
-
-class Sweeper:
-    """The scheduled sweep at a given time, run as ExportSweeperFunction (its queue the test's own)."""
-
-    def __init__(self, sweeper: JobSweeper) -> None:
-        self.sweeper = sweeper
-
-    def sweep(self) -> SweepReport:
-        with as_function("ExportSweeperFunction"):
-            return self.sweeper.sweep()
-
-
-def sweeper_at(stack: Any, queue: PrivateQueue, now: datetime) -> Sweeper:
-    return Sweeper(dataclasses.replace(wiring.sweeper(), queue=queue, clock=lambda: now))  # type: ignore[arg-type]
 
 
 def messages(stack: Any, queue_url: str) -> list[dict[str, Any]]:
