@@ -197,3 +197,139 @@ class FailInput(StepInput):
 # Step Functions' names for a state's result or input over its size limit, and for a task out of time.
 _TOO_LARGE_ERRORS = frozenset({"States.DataLimitExceeded"})
 _TIMEOUT_ERRORS = frozenset({"States.Timeout", "States.HeartbeatTimeout", "Sandbox.Timedout"})
+
+
+# --- imports (restore): docs/archive-format.md, "Importing an archive" ----------------------------------
+
+
+class ImportMode(StrEnum):
+    COPY = "copy"  # into another (normally empty) organization: new ids, profile merged where empty
+    RESTORE = "restore"  # back into the organization it came from: only what is missing is re-created
+
+
+class ImportStatus(StrEnum):
+    PENDING = "pending"  # created; waiting for its upload and a start
+    VALIDATING = "validating"  # the archive is being verified and planned: nothing written yet
+    IMPORTING = "importing"  # binaries, then records, are being written
+    COMPLETED = "completed"  # a dry run that finished, or an apply that wrote everything
+    FAILED = "failed"
+
+
+class ImportErrorCode(StrEnum):
+    """Why an import failed, machine-readable beside ``error``."""
+
+    ARCHIVE_REFUSED = "archive_refused"  # the archive failed verification (see ``problems``)
+    ARCHIVE_INVALID = "archive_invalid"  # records are invalid (see each section's ``invalid``)
+    NOT_UPLOADED = "not_uploaded"  # started before the archive was uploaded, or its upload is incomplete
+    CANCELED = "canceled"  # canceled by a DELETE
+    IMPORT_FAILED = "import_failed"  # an internal failure; starting it again resumes where it stopped
+    TIMED_OUT = "timed_out"  # a step ran out of time; starting it again resumes
+
+
+class ArchiveProblem(ContractModel):
+    """One reason the archive as a whole is refused (nothing is written)."""
+
+    code: str = Field(
+        description="traversal, absolute_path, link, special_file, duplicate_path, too_many_entries, "
+        "too_large, compression_ratio, tampered, size_mismatch, not_in_manifest, missing_file, "
+        "no_manifest, bad_manifest, format_version, truncated, not_an_archive, changed"
+    )
+    path: str | None = Field(default=None, description="The archive path concerned, when there is one")
+    message: str
+
+
+class InvalidRecord(ContractModel):
+    path: str = Field(description="The record's file in the archive, below the top folder")
+    reason: str
+
+
+class ImportSectionReport(ContractModel):
+    """What the import does, or did, with one section of the archive."""
+
+    key: str
+    records: int = Field(default=0, description="Records of this section in the archive")
+    would_create: int = Field(default=0, description="Records the apply creates (or a dry run would)")
+    created: int = Field(default=0, description="Records created so far")
+    skipped_existing: int = Field(default=0, description="Records left alone: the target already has them")
+    overwritten: int = Field(default=0, description="Existing records replaced (overwrite=true)")
+    invalid: list[InvalidRecord] = Field(default_factory=list, description="Invalid records (first 100)")
+    invalid_count: int = 0
+    binaries: int = Field(default=0, description="Binary files of this section in the archive")
+    binaries_would_restore: int = 0
+    binaries_restored: int = 0
+    binaries_skipped_existing: int = 0
+    skipped_reason: str | None = Field(
+        default=None, description="Why the whole section is not imported (members, api_keys)"
+    )
+
+
+class ImportProgress(ContractModel):
+    binaries_total: int
+    binaries_done: int
+    bytes_total: int = Field(description="Bytes of binaries to restore")
+    bytes_done: int
+    records_total: int
+    records_done: int
+    percent: float = Field(ge=0, le=100)
+    eta_seconds: int | None = Field(default=None, description="Estimated seconds left; null until known")
+
+
+class UploadPart(ContractModel):
+    part_number: int = Field(ge=1, le=10_000)
+    offset: int = Field(description="Where the part starts in the archive file")
+    size_bytes: int
+    url: str = Field(description="Presigned PUT of this part; keep the ETag S3 answers")
+
+
+class UploadTarget(ContractModel):
+    """Where to PUT the archive: one presigned URL (small archives), or one per part (multipart, resumable:
+    ask again with POST .../upload for fresh URLs of the parts still missing)."""
+
+    size_bytes: int
+    url: str | None = Field(default=None, description="Presigned PUT of the whole archive (single upload)")
+    part_size_bytes: int | None = Field(default=None, description="Multipart: every part but the last")
+    parts: list[UploadPart] = Field(default_factory=list, description="Multipart: the parts still to upload")
+    parts_uploaded: list[int] = Field(default_factory=list, description="Multipart: part numbers S3 has")
+    expires_at: Timestamp = Field(description="When the URLs stop working")
+
+
+class ImportJobResponse(ContractModel):
+    model_config = ConfigDict(json_schema_extra={"additionalProperties": True})
+
+    import_id: str = Field(description="22-character shortuuid of the import job")
+    organization_id: str = Field(description="The organization imported into")
+    status: ImportStatus
+    mode: ImportMode
+    dry_run: bool | None = Field(description="Whether the last start was a dry run (null before any start)")
+    overwrite: bool = False
+    size_bytes: int = Field(description="Size of the archive to upload")
+    archive_format: ArchiveFormat | None = Field(default=None, description="Known once validated")
+    format_version: str | None = None
+    source_organization_id: str | None = Field(default=None, description="From the archive's manifest")
+    source_job_id: str | None = None
+    sections: list[ImportSectionReport] = Field(default_factory=list)
+    problems: list[ArchiveProblem] = Field(default_factory=list, description="Why the archive is refused")
+    progress: ImportProgress | None = None
+    error: str | None = None
+    error_code: ImportErrorCode | None = None
+    created_at: Timestamp
+    started_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
+    upload: UploadTarget | None = Field(default=None, description="Only in answers to create and upload")
+
+
+class ImportJobList(ContractModel):
+    imports: list[ImportJobResponse]
+    next_token: str | None = None
+
+
+class ImportStepInput(ContractModel):
+    """What every Step Functions task of an import receives; run_id is the execution's name."""
+
+    organization_id: str
+    import_id: str
+    run_id: str
+
+
+class ImportFailInput(ImportStepInput):
+    error: dict[str, Any] = Field(default_factory=dict, description="Step Functions' {Error, Cause}")
