@@ -23,9 +23,14 @@ def _start_stack() -> Any:
     # with one granted action taken out, and reads the denials the stack logs.
     without = os.environ.get("DATA_EXPORT_IAM_WITHOUT")
     denial_log = os.environ.get("DATA_EXPORT_IAM_DENIAL_LOG")
-    # 5 MiB parts (S3's minimum) so that the example's ~7.8 MB archive spans two parts.
+    # 5 MiB parts (S3's minimum) so that the example's ~7.8 MB archive spans two parts, both when exported
+    # and when uploaded to be imported (archives over 1 MiB are uploaded in parts).
     local = LocalStack(
-        extra_environment={"EXPORT_PART_SIZE_BYTES": str(5 * 1024 * 1024)},
+        extra_environment={
+            "EXPORT_PART_SIZE_BYTES": str(5 * 1024 * 1024),
+            "IMPORT_PART_SIZE_BYTES": str(5 * 1024 * 1024),
+            "IMPORT_SINGLE_PUT_MAX_BYTES": str(1024 * 1024),
+        },
         without_grant=GrantRef.parse(without) if without else None,
         denial_log=Path(denial_log) if denial_log else None,
     ).start()

@@ -26,6 +26,8 @@ from data_export.ids import ALPHABET, is_valid_id
 from data_export.models import ErrorResponse, ExportJobList, ExportJobResponse
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from data_export.ratelimit import RateLimitDecision
 
 logger = Logger(child=True)
@@ -34,6 +36,7 @@ API_KEY_HEADER = "X-API-Key"
 IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 IDEMPOTENCY_KEY_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 BASE_PATH = "/dashboard/api/v1/data-export"
+IMPORT_BASE_PATH = "/dashboard/api/v1/data-import"
 ID_DESCRIPTION = f"22-character shortuuid (alphabet {ALPHABET})"
 
 _SECONDS: dict[str, Any] = {"type": "string", "pattern": "^[0-9]+$"}
@@ -90,6 +93,16 @@ def job_responses(description: str) -> dict[int, OpenAPIResponse]:
         "content": {"application/json": {"model": ExportJobResponse}},
     }
     return {200: job, **ERROR_RESPONSES}
+
+
+def model_responses(model: type[BaseModel], description: str) -> dict[int, OpenAPIResponse]:
+    """OpenAPI responses of a route answering ``model`` on 200, an error body otherwise."""
+    answer: OpenAPIResponse = {
+        "description": description,
+        "headers": RATE_LIMIT_HEADERS,
+        "content": {"application/json": {"model": model}},
+    }
+    return {200: answer, **ERROR_RESPONSES}
 
 
 def list_responses() -> dict[int, OpenAPIResponse]:
@@ -161,9 +174,7 @@ def error_response(
     )
 
 
-def job_response(
-    app: APIGatewayRestResolver, body: ExportJobResponse | ExportJobList, **headers: str
-) -> Response[Any]:
+def job_response(app: APIGatewayRestResolver, body: BaseModel, **headers: str) -> Response[Any]:
     """A 200 with the job (or a page of jobs), carrying the rate-limit headers."""
     return Response(
         status_code=200,

@@ -232,7 +232,8 @@ class ArchiveProblem(ContractModel):
     code: str = Field(
         description="traversal, absolute_path, link, special_file, duplicate_path, too_many_entries, "
         "too_large, compression_ratio, tampered, size_mismatch, not_in_manifest, missing_file, "
-        "no_manifest, bad_manifest, format_version, truncated, not_an_archive, changed"
+        "no_manifest, bad_manifest, format_version, truncated, not_an_archive, encrypted, outside_top, "
+        "changed, unknown_section, wrong_organization"
     )
     path: str | None = Field(default=None, description="The archive path concerned, when there is one")
     message: str
@@ -260,6 +261,9 @@ class ImportSectionReport(ContractModel):
     binaries_skipped_existing: int = 0
     skipped_reason: str | None = Field(
         default=None, description="Why the whole section is not imported (members, api_keys)"
+    )
+    merged_fields: list[str] = Field(
+        default_factory=list, description="organization, copy: profile fields filled in where empty"
     )
 
 

@@ -59,6 +59,14 @@ class Settings:
     max_concurrent_unit_builds: int = 32
     # A big export that finds no free execution slot goes back to the queue for this long (SQS: 900 at most).
     admission_retry_seconds: int = 60
+    # Imports: their jobs, the state machine that runs them, and the role whose sessions sign upload URLs.
+    imports_table: str = ""
+    import_state_machine_arn: str = ""
+    upload_signing_role_arn: str = ""
+    # Archives up to this size are uploaded with one PUT, bigger ones in parts of at least this size
+    # (S3: 5 MiB at least; the tests lower both to upload the example's archive in parts).
+    import_single_put_max_bytes: int = 64 * MIB
+    import_part_size_bytes: int = 16 * MIB
 
     @property
     def execution_slots(self) -> int:
@@ -96,6 +104,11 @@ class Settings:
             pending_grace_seconds=_int("PENDING_GRACE_SECONDS", 900),
             max_concurrent_unit_builds=_int("MAX_CONCURRENT_UNIT_BUILDS", 32),
             admission_retry_seconds=min(max(_int("ADMISSION_RETRY_SECONDS", 60), 0), 900),
+            imports_table=env.get("IMPORTS_TABLE_NAME", ""),
+            import_state_machine_arn=env.get("IMPORT_STATE_MACHINE_ARN", ""),
+            upload_signing_role_arn=env.get("UPLOAD_SIGNING_ROLE_ARN", ""),
+            import_single_put_max_bytes=_int("IMPORT_SINGLE_PUT_MAX_BYTES", 64 * MIB),
+            import_part_size_bytes=max(_int("IMPORT_PART_SIZE_BYTES", 16 * MIB), 5 * MIB),
         )
 
 

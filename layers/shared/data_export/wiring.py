@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from data_export.export.service import ExportService
     from data_export.export.sweeper import JobSweeper
     from data_export.ratelimit import RateLimiter
+    from data_export.restore.runner import ImportRunner
+    from data_export.restore.service import ImportService
     from data_export.storage.jobs import JobRepository
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
     from data_export.storage.signing import DownloadSigner
@@ -187,6 +189,67 @@ def sweeper() -> JobSweeper:
     )
 
 
+@cache
+def upload_signer() -> DownloadSigner:
+    """Signs the upload URLs of imports with sessions of UPLOAD_SIGNING_ROLE_ARN (PutObject on imports/)."""
+    from data_export.storage.signing import DownloadSigner
+
+    role_arn = get_settings().upload_signing_role_arn
+    return DownloadSigner(
+        client("sts") if role_arn else None,
+        role_arn,
+        default_s3=client("s3"),
+        s3_config=client_config("s3"),
+        session_name="data-export-upload",
+    )
+
+
+@cache
+def import_service() -> ImportService:
+    from data_export.restore.service import ImportService, ImportSettings
+    from data_export.storage.imports import ImportJobRepository
+    from data_export.storage.uploads import UploadedArchives
+
+    settings = get_settings()
+    return ImportService(
+        imports=ImportJobRepository(client("dynamodb"), settings.imports_table),
+        archives=UploadedArchives(client("s3"), settings.exports_bucket),
+        signer=upload_signer(),
+        stepfunctions=client("stepfunctions"),
+        settings=ImportSettings(
+            imports_table=settings.imports_table,
+            exports_bucket=settings.exports_bucket,
+            state_machine_arn=settings.import_state_machine_arn,
+            upload_url_ttl_seconds=settings.download_url_ttl_seconds,
+            retention_days=settings.job_retention_days,
+            single_put_max_bytes=settings.import_single_put_max_bytes,
+            min_part_bytes=settings.import_part_size_bytes,
+        ),
+    )
+
+
+@cache
+def import_runner() -> ImportRunner:
+    from data_export.restore.runner import ImportRunner
+    from data_export.storage.imports import ImportJobRepository
+    from data_export.storage.uploads import ImportTarget, UploadedArchives
+
+    settings = get_settings()
+    on_finished = None
+    if settings.event_bus_name:
+        from data_export.storage.events import ImportEvents
+
+        on_finished = ImportEvents(client("events"), settings.event_bus_name).import_finished
+    return ImportRunner(
+        imports=ImportJobRepository(client("dynamodb"), settings.imports_table),
+        archives=UploadedArchives(client("s3"), settings.exports_bucket),
+        target=ImportTarget(
+            client("dynamodb"), settings.org_data_table, client("s3"), settings.assets_bucket
+        ),
+        on_finished=on_finished,
+    )
+
+
 def reset() -> None:
     """Forget clients and services (tests and the local stack use it when the environment changes)."""
     for cached in (
@@ -202,6 +265,9 @@ def reset() -> None:
         dispatcher,
         admission,
         sweeper,
+        upload_signer,
+        import_service,
+        import_runner,
         get_settings,
     ):
         cached.cache_clear()

@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools import Logger
 
 from data_export.jobs import Job
-from data_export.models import JobStatus
+from data_export.models import ImportStatus, JobStatus
 
 if TYPE_CHECKING:
     from mypy_boto3_events import EventBridgeClient
+
+    from data_export.storage.imports import ImportJob
 
 logger = Logger(child=True)
 
@@ -66,3 +68,46 @@ class ExportEvents:
                 "Export event not published",
                 extra={"job_id": job.job_id, "error": response["Entries"][0].get("ErrorCode")},
             )
+
+
+IMPORT_COMPLETED = "Import Completed"
+IMPORT_FAILED = "Import Failed"
+
+
+class ImportEvents:
+    """``Import Completed`` / ``Import Failed`` on the same bus and source as exports: ids and counts only."""
+
+    def __init__(self, client: EventBridgeClient, bus_name: str) -> None:
+        self._client = client
+        self._bus = bus_name
+
+    def import_finished(self, job: ImportJob) -> None:
+        detail = {
+            "organization_id": job.organization_id,
+            "import_id": job.import_id,
+            "status": job.status.value,
+            "mode": job.mode.value,
+            "dry_run": job.dry_run,
+            "source_organization_id": job.source_organization_id,
+            "records_done": job.records_done,
+            "binaries_done": job.binaries_done,
+            "completed_at": job.completed_at.isoformat() if job.completed_at else None,
+            "error_code": job.error_code.value if job.error_code else None,
+        }
+        detail_type = IMPORT_COMPLETED if job.status is ImportStatus.COMPLETED else IMPORT_FAILED
+        try:
+            response = self._client.put_events(
+                Entries=[
+                    {
+                        "Source": EVENT_SOURCE,
+                        "DetailType": detail_type,
+                        "Detail": json.dumps(detail),
+                        "EventBusName": self._bus,
+                    }
+                ]
+            )
+        except Exception:
+            logger.exception("Import event not published", extra={"import_id": job.import_id})
+            return
+        if response.get("FailedEntryCount"):
+            logger.error("Import event not published", extra={"import_id": job.import_id})

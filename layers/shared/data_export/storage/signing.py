@@ -58,7 +58,9 @@ class DownloadSigner:
         default_s3: S3Client,
         s3_config: Any = None,
         default_expiry: Callable[[], datetime | None] = default_session_expiry,
+        session_name: str = SESSION_NAME,
     ) -> None:
+        self._session_name = session_name
         self._sts = sts
         self._role_arn = role_arn
         self._default_s3 = default_s3
@@ -85,7 +87,7 @@ class DownloadSigner:
     def _assume(self) -> Signing:
         assert self._sts is not None
         credentials = self._sts.assume_role(
-            RoleArn=self._role_arn, RoleSessionName=SESSION_NAME, DurationSeconds=SESSION_SECONDS
+            RoleArn=self._role_arn, RoleSessionName=self._session_name, DurationSeconds=SESSION_SECONDS
         )["Credentials"]
         import boto3
 

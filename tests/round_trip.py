@@ -1,0 +1,147 @@
+"""Round trips: an import over HTTP as any client makes it (create, upload to the presigned URLs, start,
+poll), and the comparison of two exports' data without the ids a copy changes.
+
+``comparable`` turns an archive's files into what must survive a copy: every record of the data sections
+with its id dropped, each reference replaced by the referenced record's content key, and each binary by the
+SHA-256 of its bytes. Timestamps are kept: a copy keeps them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import urllib.request
+from typing import Any
+
+import yaml
+
+from tests.e2e.client import call
+
+IMPORT_BASE = "/dashboard/api/v1/data-import"
+DATA_SECTIONS = ("brands", "products", "offers", "locations")
+_REFERENCES = {
+    "products": {"brand_id": "brands"},
+    "offers": {"product_id": "products", "location_id": "locations"},
+}
+_BINARY_FIELDS = {"organization": ("logo",), "brands": ("logo",), "products": ("images", "documents")}
+
+
+def put(url: str, data: bytes) -> str:
+    """PUT bytes to a presigned URL (no API key: it is S3's); the ETag S3 answers."""
+    request = urllib.request.Request(url, data=data, method="PUT")
+    with urllib.request.urlopen(request, timeout=120) as response:
+        assert response.status == 200, response.status
+        return str(response.headers.get("ETag", ""))
+
+
+def create_import(
+    api_url: str, organization_id: str, key: str, size: int, mode: str = "copy", overwrite: bool = False
+) -> dict[str, Any]:
+    query = f"mode={mode}&size_bytes={size}" + ("&overwrite=true" if overwrite else "")
+    reply = call("POST", f"{api_url}{IMPORT_BASE}/{organization_id}?{query}", key)
+    assert reply.status == 200, reply.body
+    return dict(reply.json())
+
+
+def upload(job: dict[str, Any], data: bytes, parts: list[int] | None = None) -> None:
+    """Upload the archive to the job's upload target (only ``parts`` of a multipart one, if given)."""
+    target = job["upload"]
+    if target["url"]:
+        put(target["url"], data)
+        return
+    for part in target["parts"]:
+        if parts is None or part["part_number"] in parts:
+            put(part["url"], data[part["offset"] : part["offset"] + part["size_bytes"]])
+
+
+def start_import(api_url: str, organization_id: str, key: str, import_id: str, dry_run: bool) -> Any:
+    url = f"{api_url}{IMPORT_BASE}/{organization_id}/{import_id}/start?dry_run={str(dry_run).lower()}"
+    return call("POST", url, key)
+
+
+def wait_for_import(
+    api_url: str, organization_id: str, import_id: str, key: str, timeout: float = 300
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while True:
+        reply = call("GET", f"{api_url}{IMPORT_BASE}/{organization_id}/{import_id}", key)
+        assert reply.status == 200, reply.body
+        job = reply.json()
+        if not seen or seen[-1] != job["status"]:
+            seen.append(job["status"])
+        if job["status"] in ("completed", "failed"):
+            job["_statuses_seen"] = seen
+            return dict(job)
+        assert time.monotonic() < deadline, f"import still {job['status']} after {timeout}s"
+        time.sleep(0.2)
+
+
+def import_archive(
+    api_url: str,
+    organization_id: str,
+    key: str,
+    data: bytes,
+    *,
+    mode: str = "copy",
+    dry_run: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """The whole import of ``data`` over HTTP; the finished import job."""
+    job = create_import(api_url, organization_id, key, len(data), mode, overwrite)
+    upload(job, data)
+    reply = start_import(api_url, organization_id, key, job["import_id"], dry_run)
+    assert reply.status == 200, reply.body
+    return wait_for_import(api_url, organization_id, job["import_id"], key)
+
+
+def sections(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {section["key"]: section for section in job["sections"]}
+
+
+def records_of(files: dict[str, bytes]) -> dict[str, dict[str, dict[str, Any]]]:
+    """section -> record id -> record, of an archive's files (names with their top folder)."""
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for name, data in files.items():
+        parts = name.split("/")
+        if len(parts) == 3 and parts[2].endswith(".yaml"):
+            record = yaml.safe_load(data)
+            found.setdefault(parts[1], {})[str(record["id"])] = record
+    return found
+
+
+def comparable(files: dict[str, bytes]) -> dict[str, list[str]]:
+    """Each data section's records, ids dropped, references and binaries by content (sorted JSON lines)."""
+    top = next(iter(files)).split("/")[0]
+    records = records_of(files)
+    keys: dict[tuple[str, str], str] = {}
+
+    def content_key(section: str, record_id: str) -> str:
+        if (section, record_id) not in keys:
+            keys[(section, record_id)] = json.dumps(canonical(section, records[section][record_id]))
+        return keys[(section, record_id)]
+
+    def canonical(section: str, record: dict[str, Any]) -> dict[str, Any]:
+        out = {name: value for name, value in record.items() if name != "id"}
+        for name, target in _REFERENCES.get(section, {}).items():
+            if isinstance(out.get(name), str):
+                out[name] = content_key(target, out[name])
+        for name in _BINARY_FIELDS.get(section, ()):
+            value = out.get(name)
+            if value is None:
+                continue
+            refs = value if isinstance(value, list) else [value]
+            digests = []
+            for ref in refs:
+                ref = dict(ref)
+                path = ref.pop("file", None)
+                if path is not None:
+                    ref["sha256"] = hashlib.sha256(files[f"{top}/{path}"]).hexdigest()
+                digests.append(ref)
+            out[name] = digests if isinstance(value, list) else digests[0]
+        return out
+
+    return {
+        section: sorted(content_key(section, record_id) for record_id in records.get(section, {}))
+        for section in DATA_SECTIONS
+    }
