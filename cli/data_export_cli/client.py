@@ -1,4 +1,4 @@
-"""The API client: `data-export export | status | list | cancel`.
+"""The API client: `data-export export | status | list | cancel` (and `import`: importer.py).
 
 HTTP goes through the standard library only (urllib), so the client adds no dependency to the project.
 `export` requests an export, polls it with live progress, downloads the archive with resume (HTTP Range,
@@ -136,8 +136,10 @@ class ExportApi:
         sleep: Callable[[float], None] = time.sleep,
         on_wait: Callable[[str], None] | None = None,
         jitter: Callable[[], float] = random.random,
+        base_path: str = BASE_PATH,
     ) -> None:
-        self.base = endpoint.rstrip("/") + BASE_PATH
+        self.endpoint = endpoint.rstrip("/")
+        self.base = self.endpoint + base_path
         self._api_key = api_key
         self._timeout = timeout
         self._sleep = sleep
@@ -365,11 +367,18 @@ def progress_summary(job: dict[str, Any]) -> str:
 
 
 class ByteProgress:
-    """Download progress: a bar with bytes and speed on a terminal, else a line per quarter."""
+    """Transfer progress: a bar with bytes and speed on a terminal, else a line per quarter."""
 
-    def __init__(self, display: Display, total: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        display: Display,
+        total: int,
+        clock: Callable[[], float] = time.monotonic,
+        verb: str = "downloaded",
+    ) -> None:
         self.display = display
         self.total = total
+        self.verb = verb
         self._clock = clock
         self._started: tuple[float, int] | None = None
         self._last_quarter = -1
@@ -396,7 +405,7 @@ class ByteProgress:
             quarter = int(fraction * 4)
             if quarter != self._last_quarter:
                 self._last_quarter = quarter
-                self.display.line(f"downloaded {100 * fraction:.0f}% ({done} of {self.total} bytes)")
+                self.display.line(f"{self.verb} {100 * fraction:.0f}% ({done} of {self.total} bytes)")
 
 
 # --- waiting, downloading ------------------------------------------------------------------------------
@@ -674,11 +683,16 @@ def resolve_target(output: str | None, output_filename: str) -> Path:
     return Path(output)
 
 
-def _api(args: argparse.Namespace, display: Display | None = None) -> ExportApi:
+def connection_settings(args: argparse.Namespace) -> tuple[str, str]:
+    """(endpoint, API key): a flag wins over its environment variable."""
     api_key = args.api_key or os.environ.get(API_KEY_ENV)
     if not api_key:
         raise ClientError(f"no API key: pass --api-key or set {API_KEY_ENV}")
-    endpoint = args.endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT
+    return args.endpoint or os.environ.get(ENDPOINT_ENV) or DEFAULT_ENDPOINT, api_key
+
+
+def _api(args: argparse.Namespace, display: Display | None = None) -> ExportApi:
+    endpoint, api_key = connection_settings(args)
     return ExportApi(endpoint, api_key, on_wait=display.line if display else None)
 
 
@@ -874,7 +888,8 @@ def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
 
 
 def add_commands(commands: Any) -> None:
-    """Register export, status, list and cancel on the `data-export` parser's subcommands."""
+    """Register export, status, list, cancel and import on the `data-export` parser's subcommands."""
+    from data_export_cli import importer  # imports this module: not at the top
 
     def connection(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("organization_id")
@@ -912,3 +927,5 @@ def add_commands(commands: Any) -> None:
     connection(cancel)
     cancel.add_argument("job_id")
     cancel.set_defaults(func=_reporting_errors(cmd_cancel))
+
+    importer.add_command(commands, connection, _reporting_errors)
