@@ -63,7 +63,7 @@ def test_snapstart_follows_the_parameter_on_every_function(enabled: bool) -> Non
     output = translated({"SnapStart": "Enabled" if enabled else "Disabled"})
     resources = output["Resources"]
     functions = {k: v for k, v in resources.items() if v["Type"] == "AWS::Lambda::Function"}
-    assert len(functions) == 10
+    assert len(functions) == 14
     for logical_id, function in functions.items():
         snapstart = resolve_if(function["Properties"].get("SnapStart"), {"SnapStartEnabled": enabled})
         assert snapstart == ({"ApplyOn": "PublishedVersions"} if enabled else None), logical_id

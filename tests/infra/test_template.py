@@ -33,6 +33,10 @@ FUNCTIONS = {  # logical id: (CodeUri, Handler)
     "ExportFailFunction": ("functions/export_steps/", "app.fail"),
     "ExportSweeperFunction": ("functions/export_sweeper/", "app.sweep"),
     "ExportDeadLetterFunction": ("functions/export_sweeper/", "app.dead_letter"),
+    "ImportApiFunction": ("functions/import_api/", "app.lambda_handler"),
+    "ImportValidateFunction": ("functions/import_steps/", "app.validate"),
+    "ImportApplyFunction": ("functions/import_steps/", "app.apply"),
+    "ImportFailFunction": ("functions/import_steps/", "app.fail"),
 }
 API_ROUTES = {
     ("StartExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "post"),
@@ -40,6 +44,12 @@ API_ROUTES = {
     ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}/download", "get"),
     ("GetExportFunction", "/dashboard/api/v1/data-export/{organization_id}", "get"),
     ("CancelExportFunction", "/dashboard/api/v1/data-export/{organization_id}/{job_id}", "delete"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}", "post"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}", "get"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}/{import_id}", "get"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}/{import_id}", "delete"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}/{import_id}/upload", "post"),
+    ("ImportApiFunction", "/dashboard/api/v1/data-import/{organization_id}/{import_id}/start", "post"),
 }
 # The platform's stores: created in the stack only when their parameter is empty (docs/operations.md,
 # "Using the platform's own stores"); store -> (parameter, condition).
@@ -72,6 +82,10 @@ ENVIRONMENT: dict[str, str | dict[str, Any]] = {
     "DOWNLOAD_URL_TTL_SECONDS": {"Ref": "DownloadUrlTtlSeconds"},
     "JOB_RETENTION_DAYS": {"Ref": "ExportRetentionDays"},
     "EXPORT_EVENT_BUS_NAME": {"Ref": "ExportEventBus"},
+    "IMPORTS_TABLE_NAME": {"Ref": "ImportsTable"},
+    "IMPORT_STATE_MACHINE_ARN": {
+        "Fn::Sub": "arn:aws:states:${AWS::Region}:${AWS::AccountId}:stateMachine:${AWS::StackName}-import"
+    },
     "POWERTOOLS_SERVICE_NAME": "data-export",
     "POWERTOOLS_METRICS_NAMESPACE": "DataExport",
     "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -561,7 +575,11 @@ def test_exports_expire_and_abandoned_uploads_are_aborted(
     expiries = {rule["Prefix"]: rule["ExpirationInDays"] for rule in rules if "ExpirationInDays" in rule}
     # Archives after the retention; units of big exports a day after (a backstop: Assemble, Fail and the
     # sweeper delete them).
-    assert expiries == {"exports/": {"Ref": "ExportRetentionDays"}, "tmp/": 1}
+    assert expiries == {
+        "exports/": {"Ref": "ExportRetentionDays"},
+        "tmp/": 1,
+        "imports/": {"Ref": "ExportRetentionDays"},
+    }
     assert template["Parameters"]["ExportRetentionDays"]["Default"] == 7
 
 
@@ -581,6 +599,8 @@ def test_every_function_gets_the_settings_environment(template: dict[str, Any]) 
             extra |= {"MAX_CONCURRENT_UNIT_BUILDS"}
         if name in ("GetExportFunction", "StartExportFunction"):  # they answer download URLs
             extra = {"DOWNLOAD_SIGNING_ROLE_ARN"}
+        if name == "ImportApiFunction":  # it answers upload URLs
+            extra = {"UPLOAD_SIGNING_ROLE_ARN"}
         assert {key: value for key, value in variables.items() if key not in extra} == ENVIRONMENT
         assert extra <= set(variables)
     assert template["Parameters"]["DownloadUrlTtlSeconds"]["Default"] == 3600
@@ -665,6 +685,9 @@ def test_the_environment_is_all_that_settings_need(
             monkeypatch.setenv(name, value)
         else:
             # A platform store's name: the demo store (its parameters are empty by default).
+            if "Fn::Sub" in value:  # an ARN written out
+                monkeypatch.setenv(name, value["Fn::Sub"])
+                continue
             ref = value["Fn::If"][1]["Ref"] if "Fn::If" in value else value["Ref"]
             monkeypatch.setenv(name, str(parameters[ref]["Default"]) if ref in parameters else ref)
     settings = Settings.from_env()
@@ -678,6 +701,7 @@ def test_the_environment_is_all_that_settings_need(
     assert settings.rate_limits_table == "RateLimitsTable"
     assert (settings.download_url_ttl_seconds, settings.job_retention_days) == (3600, 7)
     assert settings.event_bus_name == "ExportEventBus"
+    assert settings.imports_table == "ImportsTable" and settings.import_state_machine_arn.endswith("-import")
 
 
 def grant_target(resource: Any) -> tuple[str, ...]:

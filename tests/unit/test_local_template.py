@@ -20,6 +20,12 @@ def test_functions_are_wired_as_the_template_says() -> None:
         ("GET", "/dashboard/api/v1/data-export/{organization_id}/{job_id}/download"),
         ("GET", "/dashboard/api/v1/data-export/{organization_id}"),
         ("DELETE", "/dashboard/api/v1/data-export/{organization_id}/{job_id}"),
+        ("POST", "/dashboard/api/v1/data-import/{organization_id}"),
+        ("GET", "/dashboard/api/v1/data-import/{organization_id}"),
+        ("GET", "/dashboard/api/v1/data-import/{organization_id}/{import_id}"),
+        ("DELETE", "/dashboard/api/v1/data-import/{organization_id}/{import_id}"),
+        ("POST", "/dashboard/api/v1/data-import/{organization_id}/{import_id}/upload"),
+        ("POST", "/dashboard/api/v1/data-import/{organization_id}/{import_id}/start"),
     }
     get_route = functions["GetExportFunction"].routes[0]
     match = get_route.pattern.match("/dashboard/api/v1/data-export/abc/def")
