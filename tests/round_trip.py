@@ -28,7 +28,10 @@ _BINARY_FIELDS = {"organization": ("logo",), "brands": ("logo",), "products": ("
 
 def put(url: str, data: bytes) -> str:
     """PUT bytes to a presigned URL (no API key: it is S3's); the ETag S3 answers."""
-    request = urllib.request.Request(url, data=data, method="PUT")
+    # An explicit type: urllib would send form-urlencoded, which S3 stores as is but moto parses as a form.
+    request = urllib.request.Request(
+        url, data=data, method="PUT", headers={"Content-Type": "application/octet-stream"}
+    )
     with urllib.request.urlopen(request, timeout=120) as response:
         assert response.status == 200, response.status
         return str(response.headers.get("ETag", ""))
