@@ -6,7 +6,12 @@ import importlib
 import os
 from typing import Any
 
-FUNCTION_MODULES = ("functions.start_export.app", "functions.get_export.app", "functions.cancel_export.app")
+FUNCTION_MODULES = (
+    "functions.start_export.app",
+    "functions.get_export.app",
+    "functions.cancel_export.app",
+    "functions.import_api.app",
+)
 
 
 def openapi_document() -> dict[str, Any]:
@@ -21,7 +26,10 @@ def openapi_document() -> dict[str, Any]:
         schema = app.get_openapi_schema(
             title="Organization data export API",
             version="1.0.0",
-            description="Export all of an organization's data as one archive, and poll until it is ready.",
+            description=(
+                "Export all of an organization's data as one archive, and poll until it is ready; "
+                "import such an archive back (restore) or into another organization (copy)."
+            ),
             security_schemes={"apiKey": api_key_scheme},
             security=[{"apiKey": []}],
         ).model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -11,6 +11,7 @@ from data_export.ids import new_id
 from data_export.models import ErrorResponse
 
 from tests.e2e.client import BASE, call
+from tests.round_trip import IMPORT_BASE
 
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
 OTHER = "TpR7vWk3Qx9mHc2NbY5sLe"
@@ -142,6 +143,10 @@ def test_committed_openapi_document_is_the_generated_one() -> None:
         f"{BASE}/{{organization_id}}": {"post", "get"},
         f"{BASE}/{{organization_id}}/{{job_id}}": {"get", "delete"},
         f"{BASE}/{{organization_id}}/{{job_id}}/download": {"get"},
+        f"{IMPORT_BASE}/{{organization_id}}": {"post", "get"},
+        f"{IMPORT_BASE}/{{organization_id}}/{{import_id}}": {"get", "delete"},
+        f"{IMPORT_BASE}/{{organization_id}}/{{import_id}}/upload": {"post"},
+        f"{IMPORT_BASE}/{{organization_id}}/{{import_id}}/start": {"post"},
     }
 
 
