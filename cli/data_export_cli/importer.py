@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
@@ -48,11 +48,11 @@ IMPORT_RUNNING = ("validating", "importing")
 RESTARTABLE_ERRORS = ("import_failed", "timed_out")
 # A start refused for these uploads (again) what storage lacks, then starts once more.
 UPLOAD_MISSING = ("upload_incomplete", "not_uploaded", "upload_size_mismatch")
-EXIT_INVALID = 3  # the import ran (or was dry-run) but records of the archive are invalid
+EXIT_INVALID = 3  # the archive's records are invalid (archive_invalid): listed, and nothing was written
 
 UPLOAD_THREADS = 4  # parts in flight at once
 PART_ATTEMPTS = 4  # per part and round, for 5xx answers and dropped connections
-UPLOAD_ROUNDS = 6  # sets of fresh URLs asked for in one run (expired URLs, a start refused as incomplete)
+UPLOAD_ROUNDS = 6  # sets of upload URLs used in one upload (the first, then fresh ones when they expire)
 EXPIRY_MARGIN_SECONDS = 30.0  # no part is begun this close to its URL's expiry: fresh URLs are asked first
 PUT_TIMEOUT_SECONDS = 120.0
 STATE_SUFFIX = ".import.json"
@@ -82,9 +82,6 @@ class ImportApi(ExportApi):
     def get_import(self, organization_id: str, import_id: str) -> dict[str, Any]:
         return self._json("GET", f"{organization_id}/{import_id}")
 
-    def cancel_import(self, organization_id: str, import_id: str) -> dict[str, Any]:
-        return self._json("DELETE", f"{organization_id}/{import_id}")
-
 
 # --- the state file ------------------------------------------------------------------------------------
 
@@ -103,14 +100,7 @@ class ImportState:
 
     def same_request(self, other: ImportState) -> bool:
         """The same archive (size and modification time) into the same place, the same way."""
-        return (self.endpoint, self.organization_id, self.size, self.mtime, self.mode, self.overwrite) == (
-            other.endpoint,
-            other.organization_id,
-            other.size,
-            other.mtime,
-            other.mode,
-            other.overwrite,
-        )
+        return replace(self, import_id="") == replace(other, import_id="")
 
 
 def state_path(archive: Path) -> Path:
@@ -130,8 +120,6 @@ def load_state(path: Path) -> ImportState | None:
             mode=str(data["mode"]),
             overwrite=bool(data.get("overwrite", False)),
         )
-    except FileNotFoundError:
-        return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -230,19 +218,30 @@ def expiry_deadline(upload: dict[str, Any], now: float) -> float | None:
 
 
 class _Transfer:
-    """Bytes sent across the threads, drawn on a ByteProgress; display lines taken one at a time."""
+    """Bytes sent across the threads, drawn on a ByteProgress; display lines taken one at a time. The bar
+    on a terminal moves with the bytes sent; the lines elsewhere count only parts storage has confirmed, so
+    that a line never reports as uploaded what a failed PUT then takes back."""
 
     def __init__(self, display: Display, total: int, done: int) -> None:
         self._lock = threading.Lock()
         self._display = display
-        self.done = done
+        self.sent = self.confirmed = done
         self._bar = ByteProgress(display, total, verb="uploaded")
         self._bar.update(done)
 
     def add(self, count: int) -> None:
+        """Bytes sent (negative: a failed attempt's, taken back)."""
         with self._lock:
-            self.done += count
-            self._bar.update(self.done)
+            self.sent += count
+            if self._display.interactive:
+                self._bar.update(self.sent)
+
+    def confirm(self, count: int) -> None:
+        """A piece of `count` bytes is in storage."""
+        with self._lock:
+            self.confirmed += count
+            if not self._display.interactive:
+                self._bar.update(self.confirmed)
 
     def line(self, text: str) -> None:
         with self._lock:
@@ -283,6 +282,7 @@ def put_pieces(
 
             try:
                 put_part(piece.url, archive, piece, on_sent, stop)
+                transfer.confirm(piece.size)
                 return
             except _Stopped:
                 transfer.add(-sent)
@@ -426,7 +426,7 @@ def moving_section(previous: dict[str, Any] | None, job: dict[str, Any]) -> dict
 
 def import_progress_summary(job: dict[str, Any], moving: dict[str, Any] | None = None) -> str:
     progress = job.get("progress")
-    if not progress:  # known once the archive is verified and planned
+    if not progress or job.get("dry_run"):  # known once planned; a dry run writes (so progresses) nothing
         return ""
     text = (
         f"{progress['records_done']}/{progress['records_total']} records, "
@@ -625,7 +625,7 @@ def import_archive(
             f"{format_bytes(stat.st_size)}" + (f" in {parts} parts)" if parts else ")")
         )
         try:
-            save_state(state_file, ImportState(**{**asdict(wanted), "import_id": job["import_id"]}))
+            save_state(state_file, replace(wanted, import_id=job["import_id"]))
         except OSError as error:
             display.line(
                 f"warning: cannot write {state_file} ({error}): an interrupted upload will not resume"

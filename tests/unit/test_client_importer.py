@@ -735,3 +735,14 @@ def test_client_error_is_raised_for_a_fatal_storage_answer(stand_in: StandIn, tm
     job["upload"]["url"] = f"{stand_in.url}/not-storage"  # the stand-in answers 400 to this
     with pytest.raises(ClientError, match=r"storage refused the archive: HTTP 400"):
         importer.upload_archive(api, ORG, job, archive, Display(io.StringIO(), interactive=False))
+
+
+def test_upload_lines_count_only_what_storage_confirmed() -> None:
+    """Bytes a PUT sent are not uploaded until storage answers: a failed PUT takes them back."""
+    out = io.StringIO()
+    transfer = importer._Transfer(Display(out, interactive=False), total=400, done=0)
+    transfer.add(300)  # sent, unanswered
+    transfer.add(-300)  # the PUT failed
+    transfer.add(100)
+    transfer.confirm(100)
+    assert out.getvalue().splitlines() == ["uploaded 0% (0 of 400 bytes)", "uploaded 25% (100 of 400 bytes)"]
