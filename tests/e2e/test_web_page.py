@@ -247,8 +247,9 @@ class Chromium:
         return os.waitid(os.P_PID, self._process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Chromium]:
+# Named so that other modules can import them (test_web_restore.py) without shadowing their parameters.
+@pytest.fixture(scope="module", name="chromium")
+def chromium_fixture() -> Iterator[Chromium]:
     executable = shutil.which("chromium")
     if executable is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
@@ -259,8 +260,8 @@ def chromium() -> Iterator[Chromium]:
         browser.close()
 
 
-@pytest.fixture
-def page(chromium: Chromium) -> Iterator[Page]:
+@pytest.fixture(name="page")
+def page_fixture(chromium: Chromium) -> Iterator[Page]:
     """A fresh tab per test: its own sessionStorage, so no key or watched job carries over."""
     tab, target_id = chromium.new_page()
     try:
