@@ -140,6 +140,14 @@ def _atomic_dynamodb_writes() -> None:
         setattr(DynamoDBBackend, name, atomic)
 
 
+def _s3_cors(configuration: dict[str, Any]) -> dict[str, Any]:
+    """CloudFormation's CorsConfiguration in the S3 API's spelling."""
+    names = {"ExposedHeaders": "ExposeHeaders", "MaxAge": "MaxAgeSeconds"}
+    return {
+        "CORSRules": [{names.get(k, k): v for k, v in rule.items()} for rule in configuration["CorsRules"]]
+    }
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -366,6 +374,8 @@ class LocalStack:
                 s3.put_public_access_block(
                     Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
                 )
+            if "CorsConfiguration" in props:  # the page's uploads: only what the template allows
+                s3.put_bucket_cors(Bucket=name, CORSConfiguration=_s3_cors(props["CorsConfiguration"]))
             self.physical[logical_id] = name
             self.arns[logical_id] = f"arn:aws:s3:::{name}"
         events = self.client("events")
