@@ -39,7 +39,7 @@ demo: install
 	$(BIN)/data-export demo --format tar.gz
 
 serve: install
-	$(BIN)/data-export local serve --seed ../shared/spec/example-org.yaml
+	$(BIN)/data-export local serve --seed ../shared/spec/example-org.yaml --seed tests/fixtures/empty-org.yaml
 
 test: install tools $(CHECKOV)
 	$(BIN)/ruff check layers functions cli tests
