@@ -6,19 +6,36 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from data_export import wiring
 from data_export.errors import JobOwnershipLostError
-from data_export.models import ErrorResponse, ExportJobResponse, JobStatus
+from data_export.export.dispatch import Dispatch
+from data_export.models import (
+    ArchiveFormat,
+    ErrorResponse,
+    ExportJobResponse,
+    ImportErrorCode,
+    ImportJobResponse,
+    ImportMode,
+    ImportStatus,
+    JobStatus,
+)
+from data_export.restore.service import archive_key
+from data_export.settings import get_settings
+from data_export.storage.imports import ImportJob, expires_ttl
 
+from tests.credentials import as_function
 from tests.jobs import create_job
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_JOB = "Q7vWk3Qx9mHc2NbY5sLeTp"
 ACME = "eHcFM2wk4RdyYG8yMrTGbQ"
+SAMPLE_IMPORT = "Hc2NbY5sLeTpQ7vWk3Qx9m"
+SAMPLE_RUN = "Y5sLeTpQ7vWk3Qx9mHc2Nb"
 
 
 def load(name: str) -> dict[str, Any]:
@@ -103,6 +120,137 @@ def test_sweeper_events(stack: Any) -> None:
     assert stack.invoke("ExportDeadLetterFunction", load("export_sweeper_dead_letter.json")) == {
         "batchItemFailures": []
     }
+
+
+def test_import_api_event(stack: Any) -> None:
+    """The sample creates a copy import into the example organization and answers where to upload."""
+    event = load("import_api.json")
+    response = stack.invoke("ImportApiFunction", event)
+    assert response["statusCode"] == 200, response
+    job = ImportJobResponse.model_validate_json(response["body"])
+    assert (job.organization_id, job.status, job.mode, job.dry_run) == (ACME, "pending", "copy", None)
+    assert job.size_bytes == int(event["queryStringParameters"]["size_bytes"])
+    assert response["multiValueHeaders"]["Location"] == [
+        f"/live/dashboard/api/v1/data-import/{ACME}/{job.import_id}"
+    ]
+    upload = job.upload
+    assert upload is not None and upload.size_bytes == job.size_bytes
+    # The local stack uploads archives over 1 MiB in 5 MiB parts (tests/conftest.py): two for the sample's.
+    assert upload.url is None and [part.part_number for part in upload.parts] == [1, 2]
+    assert all(part.url.startswith("http") for part in upload.parts)
+    wiring.import_service().cancel(ACME, job.import_id)  # aborts its multipart upload
+
+
+# The import step samples restore this product of the example (an image, and a binary marked missing) and
+# the offer of it, taken out of the organization for the test; the test puts the originals back.
+GONE_PRODUCT = "3xQmTqPZcRk7YhFw2VbNsd"
+GONE_OFFER = "Xm6Tb2QwK9rNcV4sHe8JdF"
+GONE_IMAGE = f"{ACME}/products/{GONE_PRODUCT}/images/0"
+
+
+def example_archive(stack: Any) -> bytes:
+    """A zip export of the example organization, built in process as the worker builds one."""
+    job = create_job(ACME, ArchiveFormat.ZIP)
+    with as_function("ExportWorkerFunction"):
+        assert wiring.dispatcher().dispatch(ACME, job.job_id) is Dispatch.BUILT
+    built = wiring.jobs().get(ACME, job.job_id)
+    assert built is not None and built.object_key is not None
+    body = stack.client("s3").get_object(Bucket=get_settings().exports_bucket, Key=built.object_key)["Body"]
+    return bytes(body.read())
+
+
+def sample_import_job(stack: Any, data: bytes, status: ImportStatus) -> ImportJob:
+    """The samples' import (restore), its archive uploaded, as a start leaves it for the samples' run."""
+    settings = get_settings()
+    key = archive_key(ACME, SAMPLE_IMPORT)
+    etag = stack.client("s3").put_object(Bucket=settings.exports_bucket, Key=key, Body=data)["ETag"]
+    now = datetime.now(UTC)
+    job = ImportJob(
+        organization_id=ACME,
+        import_id=SAMPLE_IMPORT,
+        status=status,
+        mode=ImportMode.RESTORE,
+        dry_run=False,
+        size_bytes=len(data),
+        object_key=key,
+        archive_etag=etag,
+        run_id=SAMPLE_RUN,
+        created_at=now,
+        started_at=now,
+        expires_ttl=expires_ttl(now, 7),
+    )
+    forget_sample_import(stack)
+    wiring.import_runner().imports.create(job)
+    return job
+
+
+def forget_sample_import(stack: Any) -> None:
+    stack.client("dynamodb").delete_item(
+        TableName=stack.physical["ImportsTable"],
+        Key={"organization_id": {"S": ACME}, "import_id": {"S": SAMPLE_IMPORT}},
+    )
+
+
+def test_import_step_events_drive_a_whole_restore(stack: Any) -> None:
+    """The step samples, in order, on an import with the samples' ids: validate, apply until done; the
+    records and the binary taken out of the example come back. Then the fail sample on a run of theirs."""
+    settings = get_settings()
+    dynamodb, s3 = stack.client("dynamodb"), stack.client("s3")
+    keys = {
+        section: {"partition": {"S": f"{ACME}#{section}"}, "record_id": {"S": record_id}}
+        for section, record_id in (("products", GONE_PRODUCT), ("offers", GONE_OFFER))
+    }
+    originals = {
+        section: dynamodb.get_item(TableName=settings.org_data_table, Key=key)["Item"]
+        for section, key in keys.items()
+    }
+    image = s3.get_object(Bucket=settings.assets_bucket, Key=GONE_IMAGE)
+    image_bytes, image_type = image["Body"].read(), image["ContentType"]
+    data = example_archive(stack)
+    forget_sample_import(stack)
+    assert stack.invoke("ImportValidateFunction", load("import_steps_validate.json")) == {"apply": False}
+    try:
+        for key in keys.values():
+            dynamodb.delete_item(TableName=settings.org_data_table, Key=key)
+        s3.delete_object(Bucket=settings.assets_bucket, Key=GONE_IMAGE)
+        sample_import_job(stack, data, ImportStatus.VALIDATING)
+
+        assert stack.invoke("ImportValidateFunction", load("import_steps_validate.json")) == {"apply": True}
+        job = wiring.import_service().get(ACME, SAMPLE_IMPORT)
+        assert job.status is ImportStatus.IMPORTING and (job.binaries_total, job.records_total) == (1, 2)
+        for _ in range(20):  # each apply stops short of its Lambda's timeout; the state machine loops
+            if stack.invoke("ImportApplyFunction", load("import_steps_apply.json"))["done"]:
+                break
+        else:
+            raise AssertionError("the apply never reported done")
+        job = wiring.import_service().get(ACME, SAMPLE_IMPORT)
+        assert job.status is ImportStatus.COMPLETED and job.error_code is None, job
+        report = {section.key: section for section in job.sections}
+        assert (report["products"].created, report["products"].skipped_existing) == (1, 3)
+        assert (report["offers"].created, report["offers"].skipped_existing) == (1, 2)
+        assert report["products"].binaries_restored == 1
+        for section, key in keys.items():
+            restored = dynamodb.get_item(TableName=settings.org_data_table, Key=key)["Item"]
+            assert json.loads(restored["record"]["S"]) == json.loads(originals[section]["record"]["S"])
+        assert s3.get_object(Bucket=settings.assets_bucket, Key=GONE_IMAGE)["Body"].read() == image_bytes
+        # The run is over: the archive and its plan are gone, and the apply sample finds nothing to do.
+        listed = s3.list_objects_v2(Bucket=settings.exports_bucket, Prefix=f"imports/{ACME}/{SAMPLE_IMPORT}/")
+        assert listed.get("KeyCount") == 0
+        assert stack.invoke("ImportApplyFunction", load("import_steps_apply.json")) == {"done": True}
+
+        # The fail sample on a finished import changes nothing; on a run of its own, it fails the import.
+        assert stack.invoke("ImportFailFunction", load("import_steps_fail.json")) == {"status": "failed"}
+        assert wiring.import_service().get(ACME, SAMPLE_IMPORT).status is ImportStatus.COMPLETED
+        sample_import_job(stack, data, ImportStatus.IMPORTING)
+        stack.invoke("ImportFailFunction", load("import_steps_fail.json"))
+        failed = wiring.import_service().get(ACME, SAMPLE_IMPORT)
+        assert failed.status is ImportStatus.FAILED
+        assert failed.error_code is ImportErrorCode.IMPORT_FAILED and "resume" in (failed.error or "")
+    finally:
+        for item in originals.values():
+            dynamodb.put_item(TableName=settings.org_data_table, Item=item)
+        s3.put_object(Bucket=settings.assets_bucket, Key=GONE_IMAGE, Body=image_bytes, ContentType=image_type)
+        forget_sample_import(stack)
 
 
 def test_local_invoke_command(tmp_path: Path) -> None:
