@@ -407,37 +407,11 @@ class CanceledRunWentOn(AssertionError):
     """A canceled import's run did more than stop: a function was refused a call, or it wrote to S3."""
 
 
-CANCELED_RUN_READS_THE_DELETED_ARCHIVE = (
-    "restore/runner.py ImportRunner.validate ignores whether its first job update (archive_format, "
-    "statuses=[VALIDATING], no run_id) was written: a run canceled before it goes on to read the archive the "
-    "cancel deleted, and S3 refuses ImportValidateFunction (AccessDenied: no s3:ListBucket on the exports "
-    "bucket); the execution then ends in its Fail step ('Import failed' logged at ERROR for a cancel)"
-)
-CANCELED_RUN_WRITES_ITS_PLAN = (
-    "restore/runner.py ImportRunner.validate writes plan.json (archives.put_json) before the conditional "
-    "update that would tell it the import was canceled: a cancel during planning leaves "
-    "imports/<org>/<import>/plan.json behind, though the cancel deleted the folder (docs/archive-format.md: "
-    "deleted once canceled)"
-)
-
-
 @pytest.mark.parametrize(
     ("stage", "archive_format"),
     [
-        pytest.param(
-            "validating",
-            "zip",
-            marks=pytest.mark.xfail(
-                raises=CanceledRunWentOn, strict=True, reason=CANCELED_RUN_READS_THE_DELETED_ARCHIVE
-            ),
-        ),
-        pytest.param(
-            "planning",
-            "tar.gz",
-            marks=pytest.mark.xfail(
-                raises=CanceledRunWentOn, strict=True, reason=CANCELED_RUN_WRITES_ITS_PLAN
-            ),
-        ),
+        ("validating", "zip"),
+        ("planning", "tar.gz"),
         ("importing", "tar.gz"),
         ("importing", "zip"),
     ],
@@ -491,7 +465,7 @@ def test_cancel_while_running_then_import_again(
     records = records_of(archive_files(exported, archive_format))
     assert {name: len(records.get(name, {})) for name in ACME_COUNTS} == ACME_COUNTS
 
-    # Last, so that the rest is checked even where these fail (xfail above: known bugs).
+    # Last, so that the rest is checked first.
     refused = function_denials(stack, [d for d in stack.denials if id(d) not in denials_before])
     if refused:
         raise CanceledRunWentOn("AccessDenied after the cancel:\n" + "\n".join(sorted(set(refused))))

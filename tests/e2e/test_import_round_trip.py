@@ -211,3 +211,39 @@ def _id() -> str:
     from data_export.ids import new_id
 
     return new_id()
+
+
+def test_finished_imports_are_announced_on_the_event_bus(
+    stack: Any, api_url: str, tmp_path: Path, acme_archive: tuple[str, bytes]
+) -> None:
+    import json
+    import time
+
+    target, key = empty_organization(stack, tmp_path)
+    events, sqs = stack.client("events"), stack.client("sqs")
+    queue_url = sqs.create_queue(QueueName=f"import-events-{_id()}")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    bus, rule = stack.physical["ExportEventBus"], f"imports-{_id()}"
+    pattern = {"source": ["data-export"], "detail": {"organization_id": [target]}}
+    events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(pattern))
+    events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+
+    dry = import_archive(api_url, target, key, acme_archive[1], dry_run=True)
+    canceled = create_import(api_url, target, key, 10)
+    call("DELETE", f"{api_url}{IMPORT_BASE}/{target}/{canceled['import_id']}", key)
+
+    received: dict[str, dict[str, Any]] = {}
+    deadline = time.monotonic() + 30
+    while len(received) < 2 and time.monotonic() < deadline:
+        reply = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        for message in reply.get("Messages", []):
+            event = json.loads(message["Body"])
+            received[event["detail"]["import_id"]] = event
+    assert set(received) == {dry["import_id"], canceled["import_id"]}
+    done = received[dry["import_id"]]
+    assert done["detail-type"] == "Import Completed" and done["detail"]["dry_run"] is True
+    assert done["detail"]["source_organization_id"] == ACME
+    failed = received[canceled["import_id"]]
+    assert failed["detail-type"] == "Import Failed" and failed["detail"]["error_code"] == "canceled"

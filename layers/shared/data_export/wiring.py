@@ -5,6 +5,7 @@ first serves a request. Endpoints come from boto3's own ``AWS_ENDPOINT_URL`` (th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from data_export.ratelimit import RateLimiter
     from data_export.restore.runner import ImportRunner
     from data_export.restore.service import ImportService
+    from data_export.storage.imports import ImportJob
     from data_export.storage.jobs import JobRepository
     from data_export.storage.org_data import ApiKeyRepository, OrgDataRepository
     from data_export.storage.signing import DownloadSigner
@@ -212,6 +214,7 @@ def import_service() -> ImportService:
 
     settings = get_settings()
     return ImportService(
+        on_finished=import_events(),
         imports=ImportJobRepository(client("dynamodb"), settings.imports_table),
         archives=UploadedArchives(client("s3"), settings.exports_bucket),
         signer=upload_signer(),
@@ -235,19 +238,24 @@ def import_runner() -> ImportRunner:
     from data_export.storage.uploads import ImportTarget, UploadedArchives
 
     settings = get_settings()
-    on_finished = None
-    if settings.event_bus_name:
-        from data_export.storage.events import ImportEvents
-
-        on_finished = ImportEvents(client("events"), settings.event_bus_name).import_finished
     return ImportRunner(
         imports=ImportJobRepository(client("dynamodb"), settings.imports_table),
         archives=UploadedArchives(client("s3"), settings.exports_bucket),
         target=ImportTarget(
             client("dynamodb"), settings.org_data_table, client("s3"), settings.assets_bucket
         ),
-        on_finished=on_finished,
+        on_finished=import_events(),
     )
+
+
+def import_events() -> Callable[[ImportJob], None] | None:
+    """Announces finished imports on the event bus (Import Completed / Import Failed), when there is one."""
+    settings = get_settings()
+    if not settings.event_bus_name:
+        return None
+    from data_export.storage.events import ImportEvents
+
+    return ImportEvents(client("events"), settings.event_bus_name).import_finished
 
 
 def reset() -> None:

@@ -73,7 +73,10 @@ class ImportRunner:
                 code="not_an_archive", message="The upload is neither a zip nor a gzip file (tar.gz)"
             )
             return self._refuse(job, [problem], ImportErrorCode.ARCHIVE_REFUSED)
-        self.imports.update(job, {"archive_format": archive_format.value}, statuses=[ImportStatus.VALIDATING])
+        if not self.imports.update(
+            job, {"archive_format": archive_format.value}, statuses=[ImportStatus.VALIDATING], run_id=run_id
+        ):
+            return False  # canceled meanwhile: its archive is gone
         try:
             scanned = scan_archive(self._opener(job, archive_format), archive_format)
         except ArchiveRefused as refused:
@@ -114,6 +117,8 @@ class ImportRunner:
             return False
         self.archives.put_json(plan_key(organization_id, import_id), plan.to_json())
         if not self.imports.update(job, described, statuses=[ImportStatus.VALIDATING], run_id=run_id):
+            # Canceled while planning: the cancel may have deleted the folder before the plan was written.
+            self.archives.delete(plan_key(organization_id, import_id))
             return False
         return self._to_apply(job, plan)
 
@@ -232,19 +237,20 @@ class ImportRunner:
             return
         name = str(error.get("Error") or "")
         code = ImportErrorCode.TIMED_OUT if name in _TIMEOUT_ERRORS else ImportErrorCode.IMPORT_FAILED
-        logger.error(
-            "Import failed", extra={"import_id": import_id, "error": name, "cause": error.get("Cause")}
-        )
         values = {
             "status": ImportStatus.FAILED.value,
             "error_code": code.value,
             "error": IMPORT_FAILURES[code],
             "completed_at": _now(),
         }
+        details = {"import_id": import_id, "error": name, "cause": error.get("Cause")}
         if self.imports.update(
             job, values, statuses=[ImportStatus.VALIDATING, ImportStatus.IMPORTING], run_id=run_id
         ):
+            logger.error("Import failed", extra=details)
             self._announce(job)
+        else:  # a run that went on after a cancel (its archive deleted under it): the job says canceled
+            logger.info("Import run ended after its import was finished", extra=details)
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _owned(

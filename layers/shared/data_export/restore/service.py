@@ -8,6 +8,7 @@ failed apply resumes where it stopped."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -82,7 +83,9 @@ class ImportService:
         signer: DownloadSigner,
         stepfunctions: SFNClient,
         settings: ImportSettings,
+        on_finished: Callable[[ImportJob], None] | None = None,
     ) -> None:
+        self.on_finished = on_finished  # told of an import a cancel finished (Import Failed)
         self.imports = imports
         self.archives = archives
         self.signer = signer
@@ -238,6 +241,7 @@ class ImportService:
         new import of the same archive skips them); a finished one's uploaded archive is deleted."""
         job = self.get(organization_id, import_id)
         if job.status is ImportStatus.PENDING or job.status in RUNNING:
+            was_running = job.status in RUNNING
             now = datetime.now(UTC)
             canceled = self.imports.update(
                 job,
@@ -251,8 +255,10 @@ class ImportService:
             )
             if not canceled:
                 return self.cancel(organization_id, import_id)  # it moved on meanwhile: answer its new state
-            if job.run_id and job.status in RUNNING:
+            if job.run_id and was_running:
                 self._stop(job.run_id)
+            if self.on_finished is not None:
+                self.on_finished(job)
         if job.upload_id is not None:
             self.archives.abort(job.object_key, job.upload_id)
         self.archives.delete(job.object_key, plan_key(organization_id, import_id))
