@@ -18,6 +18,7 @@ import yaml
 from tests.e2e.client import call
 
 IMPORT_BASE = "/dashboard/api/v1/data-import"
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DATA_SECTIONS = ("brands", "products", "offers", "locations")
 _REFERENCES = {
     "products": {"brand_id": "brands"},
@@ -89,13 +90,14 @@ def import_archive(
     mode: str = "copy",
     dry_run: bool = False,
     overwrite: bool = False,
+    timeout: float = 300,
 ) -> dict[str, Any]:
     """The whole import of ``data`` over HTTP; the finished import job."""
     job = create_import(api_url, organization_id, key, len(data), mode, overwrite)
     upload(job, data)
     reply = start_import(api_url, organization_id, key, job["import_id"], dry_run)
     assert reply.status == 200, reply.body
-    return wait_for_import(api_url, organization_id, job["import_id"], key)
+    return wait_for_import(api_url, organization_id, job["import_id"], key, timeout)
 
 
 def sections(job: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -108,7 +110,7 @@ def records_of(files: dict[str, bytes]) -> dict[str, dict[str, dict[str, Any]]]:
     for name, data in files.items():
         parts = name.split("/")
         if len(parts) == 3 and parts[2].endswith(".yaml"):
-            record = yaml.safe_load(data)
+            record = yaml.load(data, Loader=_LOADER)
             found.setdefault(parts[1], {})[str(record["id"])] = record
     return found
 
@@ -136,11 +138,11 @@ def comparable(files: dict[str, bytes]) -> dict[str, list[str]]:
             refs = value if isinstance(value, list) else [value]
             digests = []
             for ref in refs:
-                ref = dict(ref)
-                path = ref.pop("file", None)
+                digest = dict(ref)
+                path = digest.pop("file", None)
                 if path is not None:
-                    ref["sha256"] = hashlib.sha256(files[f"{top}/{path}"]).hexdigest()
-                digests.append(ref)
+                    digest["sha256"] = hashlib.sha256(files[f"{top}/{path}"]).hexdigest()
+                digests.append(digest)
             out[name] = digests if isinstance(value, list) else digests[0]
         return out
 
@@ -148,3 +150,43 @@ def comparable(files: dict[str, bytes]) -> dict[str, list[str]]:
         section: sorted(content_key(section, record_id) for record_id in records.get(section, {}))
         for section in DATA_SECTIONS
     }
+
+
+def staged_import(
+    stack: Any,
+    organization_id: str,
+    import_id: str,
+    run_id: str,
+    data: bytes,
+    mode: str,
+    status: str = "validating",
+) -> Any:
+    """An import as a start leaves it for its run (archive uploaded, job owned by ``run_id``), written as
+    the admin: for tests that drive the run's steps themselves."""
+    from datetime import UTC, datetime
+
+    from data_export import wiring
+    from data_export.models import ImportMode, ImportStatus
+    from data_export.restore.service import archive_key
+    from data_export.settings import get_settings
+    from data_export.storage.imports import ImportJob, expires_ttl
+
+    key = archive_key(organization_id, import_id)
+    etag = stack.client("s3").put_object(Bucket=get_settings().exports_bucket, Key=key, Body=data)["ETag"]
+    now = datetime.now(UTC)
+    job = ImportJob(
+        organization_id=organization_id,
+        import_id=import_id,
+        status=ImportStatus(status),
+        mode=ImportMode(mode),
+        dry_run=False,
+        size_bytes=len(data),
+        object_key=key,
+        archive_etag=etag,
+        run_id=run_id,
+        created_at=now,
+        started_at=now,
+        expires_ttl=expires_ttl(now, 7),
+    )
+    wiring.import_runner().imports.create(job)
+    return job

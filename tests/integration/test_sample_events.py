@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,16 +19,15 @@ from data_export.models import (
     ExportJobResponse,
     ImportErrorCode,
     ImportJobResponse,
-    ImportMode,
     ImportStatus,
     JobStatus,
 )
-from data_export.restore.service import archive_key
 from data_export.settings import get_settings
-from data_export.storage.imports import ImportJob, expires_ttl
+from data_export.storage.imports import ImportJob
 
 from tests.credentials import as_function
 from tests.jobs import create_job
+from tests.round_trip import staged_import
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
 SAMPLE_JOB = "Q7vWk3Qx9mHc2NbY5sLeTp"
@@ -161,26 +159,8 @@ def example_archive(stack: Any) -> bytes:
 
 def sample_import_job(stack: Any, data: bytes, status: ImportStatus) -> ImportJob:
     """The samples' import (restore), its archive uploaded, as a start leaves it for the samples' run."""
-    settings = get_settings()
-    key = archive_key(ACME, SAMPLE_IMPORT)
-    etag = stack.client("s3").put_object(Bucket=settings.exports_bucket, Key=key, Body=data)["ETag"]
-    now = datetime.now(UTC)
-    job = ImportJob(
-        organization_id=ACME,
-        import_id=SAMPLE_IMPORT,
-        status=status,
-        mode=ImportMode.RESTORE,
-        dry_run=False,
-        size_bytes=len(data),
-        object_key=key,
-        archive_etag=etag,
-        run_id=SAMPLE_RUN,
-        created_at=now,
-        started_at=now,
-        expires_ttl=expires_ttl(now, 7),
-    )
     forget_sample_import(stack)
-    wiring.import_runner().imports.create(job)
+    job: ImportJob = staged_import(stack, ACME, SAMPLE_IMPORT, SAMPLE_RUN, data, "restore", status.value)
     return job
 
 

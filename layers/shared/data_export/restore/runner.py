@@ -196,7 +196,7 @@ class ImportRunner:
                 else:
                     self.target.put_object(binary.key, reader, binary.size)
                 progress.binary_done(binary)
-                if len(in_flight) >= 2 * UPLOADS_IN_FLIGHT or progress.due():
+                if len(in_flight) >= 2 * UPLOADS_IN_FLIGHT or progress.due() or progress.short_of_time():
                     for future in in_flight:
                         future.result()
                     in_flight.clear()
@@ -226,8 +226,9 @@ class ImportRunner:
                 )
                 for planned, created in zip(batch, written, strict=True):
                     progress.record_done(planned.section, created)
-                if not progress.checkpoint(force=index == len(records)):
-                    return False
+                # After every batch: a failed run resumes after the last whole batch, counting none twice.
+                if not progress.checkpoint(force=True) and (progress.stopped or index < len(records)):
+                    return False  # the last batch written, the import is finished even with no time left
         return True
 
     # -- fail ----------------------------------------------------------------------------------------------
@@ -320,6 +321,9 @@ class _Progress:
             report.created += 1
         self.items_since += 1
 
+    def short_of_time(self) -> bool:
+        return self.seconds_left() <= STOP_BEFORE_END_SECONDS
+
     def due(self) -> bool:
         return self.items_since >= CHECKPOINT_ITEMS or time.monotonic() - self.last >= CHECKPOINT_SECONDS
 
@@ -336,7 +340,7 @@ class _Progress:
 
     def checkpoint(self, force: bool = False) -> bool:
         """Write progress; False when the run must stop: it lost the job, or its time is short."""
-        if not force and not self.due() and self.seconds_left() > STOP_BEFORE_END_SECONDS:
+        if not force and not self.due() and not self.short_of_time():
             return True
         if not self.runner.imports.update(
             self.job, self.values(), statuses=[ImportStatus.IMPORTING], run_id=self.job.run_id
@@ -344,7 +348,7 @@ class _Progress:
             self.stopped = True
             return False
         self.items_since, self.last = 0, time.monotonic()
-        return self.seconds_left() > STOP_BEFORE_END_SECONDS
+        return not self.short_of_time()
 
 
 def _reports(plan: ImportPlan) -> list[dict[str, Any]]:
