@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import urllib.request
 from typing import Any
 
 import yaml
 
-from tests.e2e.client import call
+from tests.e2e.client import call, wait_for_job
 
 IMPORT_BASE = "/dashboard/api/v1/data-import"
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -66,19 +65,7 @@ def start_import(api_url: str, organization_id: str, key: str, import_id: str, d
 def wait_for_import(
     api_url: str, organization_id: str, import_id: str, key: str, timeout: float = 300
 ) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    seen: list[str] = []
-    while True:
-        reply = call("GET", f"{api_url}{IMPORT_BASE}/{organization_id}/{import_id}", key)
-        assert reply.status == 200, reply.body
-        job = reply.json()
-        if not seen or seen[-1] != job["status"]:
-            seen.append(job["status"])
-        if job["status"] in ("completed", "failed"):
-            job["_statuses_seen"] = seen
-            return dict(job)
-        assert time.monotonic() < deadline, f"import still {job['status']} after {timeout}s"
-        time.sleep(0.2)
+    return wait_for_job(api_url, organization_id, import_id, key, timeout, base=IMPORT_BASE)
 
 
 def import_archive(

@@ -35,13 +35,14 @@ def call(method: str, url: str, api_key: str | None = None, headers: dict[str, s
 
 
 def wait_for_job(
-    api_url: str, organization_id: str, job_id: str, api_key: str, timeout: float = 300
+    api_url: str, organization_id: str, job_id: str, api_key: str, timeout: float = 300, base: str = BASE
 ) -> dict[str, Any]:
-    """Poll until the job finishes; returns the last body and every distinct status seen along the way."""
+    """Poll until the job (an export, or an import under the import ``base``) finishes; returns the last
+    body and every distinct status seen along the way."""
     deadline = time.monotonic() + timeout
     seen: list[str] = []
     while True:
-        reply = call("GET", f"{api_url}{BASE}/{organization_id}/{job_id}", api_key)
+        reply = call("GET", f"{api_url}{base}/{organization_id}/{job_id}", api_key)
         assert reply.status == 200, reply.body
         job = reply.json()
         if not seen or seen[-1] != job["status"]:

@@ -71,23 +71,22 @@ def test_a_failed_apply_resumes_from_its_checkpoint(
     runner = wiring.import_runner()
     with as_function("ImportValidateFunction"):
         assert runner.validate(target, import_id, run_id) is True
-    puts: list[str] = []
 
-    def failing_put(params: dict[str, Any], **_: Any) -> None:
-        if params.get("TableName") == stack.physical["OrgDataTable"]:
-            puts.append(params["Item"]["partition"]["S"])
-            if params["Item"]["partition"]["S"].endswith("#products"):
-                raise ClientError(
-                    {"Error": {"Code": "ValidationException", "Message": "injected"}}, "PutItem"
-                )
+    def failing_write(params: dict[str, Any], **_: Any) -> None:
+        requests = params.get("RequestItems", {}).get(stack.physical["OrgDataTable"], [])
+        if any(r["PutRequest"]["Item"]["partition"]["S"].endswith("#products") for r in requests):
+            raise ClientError(
+                {"Error": {"Code": "ValidationException", "Message": "injected"}}, "BatchWriteItem"
+            )
 
+    # A copy writes its records 25 at a time: the products' batch fails.
     events = wiring.client("dynamodb").meta.events
-    events.register("provide-client-params.dynamodb.PutItem", failing_put)
+    events.register("provide-client-params.dynamodb.BatchWriteItem", failing_write)
     try:
         with as_function("ImportApplyFunction"), pytest.raises(ClientError):
             runner.apply(target, import_id, run_id, lambda: 900.0)
     finally:
-        events.unregister("provide-client-params.dynamodb.PutItem", failing_put)
+        events.unregister("provide-client-params.dynamodb.BatchWriteItem", failing_write)
     stopped = wiring.import_service().get(target, import_id)
     assert stopped.binaries_done == 7 and stopped.records_done == 4  # binaries, locations, brands
     with as_function("ImportFailFunction"):

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import hashlib
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 
 from data_export.errors import (
     ConflictError,
     GoneError,
-    InvalidRequestError,
     NotFoundError,
     ServiceUnavailableError,
     failure_message,
 )
 from data_export.export.builder import output_filename, utcnow
-from data_export.ids import is_valid_id, new_id
+from data_export.ids import new_id
 from data_export.jobs import Job
 from data_export.models import (
     ArchiveFormat,
@@ -34,6 +30,7 @@ from data_export.models import (
     JobStatus,
 )
 from data_export.settings import Settings
+from data_export.storage.dynamo import decode_page_token, encode_page_token
 from data_export.storage.jobs import JobRepository
 from data_export.storage.layout import export_prefix, temporary_prefix
 from data_export.storage.objects import ExportStore
@@ -228,12 +225,12 @@ class ExportService:
 
     def list(self, organization_id: str, limit: int, next_token: str | None) -> ExportJobList:
         """A page of the organization's exports, newest first."""
-        start_key = _decode_token(next_token, organization_id) if next_token else None
+        start_key = decode_page_token(next_token, organization_id, "job_id") if next_token else None
         jobs, last_key = self.jobs.list_recent(organization_id, limit=limit, start_key=start_key)
         now = self.clock()
         return ExportJobList(
             exports=[job.to_response(now) for job in jobs],
-            next_token=_encode_token(last_key) if last_key else None,
+            next_token=encode_page_token(last_key) if last_key else None,
         )
 
     # -- canceling and deleting ----------------------------------------------------------------------
@@ -266,27 +263,3 @@ class ExportService:
             export_prefix(job.organization_id, job.job_id), temporary_prefix(job.organization_id, job.job_id)
         )
         logger.info("Export canceled", extra={"job_id": job.job_id})
-
-
-def _encode_token(last_key: dict[str, Any]) -> str:
-    """An opaque page token: the DynamoDB key to continue from (ids and a timestamp, nothing secret)."""
-    plain = {name: value["S"] for name, value in last_key.items()}
-    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def _decode_token(token: str, organization_id: str) -> dict[str, Any]:
-    """The key a token names; refuses tokens that were not made by _encode_token for this organization."""
-    try:
-        plain = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise InvalidRequestError("Malformed next_token: pass the value a previous page returned") from exc
-    if (
-        not isinstance(plain, dict)
-        or set(plain) != {"organization_id", "job_id", "created_at"}
-        or plain["organization_id"] != organization_id
-        or not isinstance(plain["job_id"], str)
-        or not is_valid_id(plain["job_id"])
-        or not isinstance(plain["created_at"], str)
-    ):
-        raise InvalidRequestError("Malformed next_token: pass the value a previous page returned")
-    return {name: {"S": value} for name, value in plain.items()}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +24,7 @@ from data_export.models import (
     ArchiveFormat,
     ArchiveProblem,
     ImportErrorCode,
+    ImportMode,
     ImportStatus,
 )
 from data_export.restore.plan import ARCHIVE_SECTIONS, ImportPlan, PlannedRecord, plan_import
@@ -218,12 +219,26 @@ class ImportRunner:
                 while index < len(records) and records[index].section == section and len(batch) < 100:
                     batch.append(records[index])
                     index += 1
-                written = pool.map(
-                    lambda planned: self.target.put_record(
-                        job.organization_id, planned.section, planned.record, replace=planned.replaces
-                    ),
-                    batch,
-                )
+                if plan.mode is ImportMode.COPY:
+                    # Ids a copy derived itself: no one else writes them, and the plan found none of them,
+                    # so they go 25 to a BatchWriteItem; a run resumed re-writes the same content.
+                    groups = [batch[i : i + 25] for i in range(0, len(batch), 25)]
+                    records_of = [[planned.record for planned in group] for group in groups]
+                    for _ in pool.map(
+                        self.target.put_records,
+                        [job.organization_id] * len(groups),
+                        [section] * len(groups),
+                        records_of,
+                    ):
+                        pass
+                    written: Iterable[bool] = [True] * len(batch)
+                else:  # a restore writes only where none exists, whoever wrote it meanwhile
+                    written = pool.map(
+                        lambda planned: self.target.put_record(
+                            job.organization_id, planned.section, planned.record, replace=planned.replaces
+                        ),
+                        batch,
+                    )
                 for planned, created in zip(batch, written, strict=True):
                     progress.record_done(planned.section, created)
                 # After every batch: a failed run resumes after the last whole batch, counting none twice.

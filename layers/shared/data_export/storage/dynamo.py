@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -27,3 +30,32 @@ def to_item(values: dict[str, Any]) -> dict[str, Any]:
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:
     return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def encode_page_token(last_key: dict[str, Any]) -> str:
+    """An opaque page token: the DynamoDB key to continue from (ids and a timestamp, nothing secret)."""
+    plain = {name: value["S"] for name, value in last_key.items()}
+    return base64.urlsafe_b64encode(json.dumps(plain, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_page_token(token: str, organization_id: str, id_name: str) -> dict[str, Any]:
+    """The key a token names; refuses tokens that ``encode_page_token`` did not make for this organization's
+    list (keyed by ``id_name``, e.g. job_id): the token is the caller's input."""
+    from data_export.errors import InvalidRequestError
+    from data_export.ids import is_valid_id
+
+    malformed = "Malformed next_token: pass the value a previous page returned"
+    try:
+        plain = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequestError(malformed) from exc
+    if (
+        not isinstance(plain, dict)
+        or set(plain) != {"organization_id", id_name, "created_at"}
+        or plain["organization_id"] != organization_id
+        or not isinstance(plain[id_name], str)
+        or not is_valid_id(plain[id_name])
+        or not isinstance(plain["created_at"], str)
+    ):
+        raise InvalidRequestError(malformed)
+    return {name: {"S": value} for name, value in plain.items()}

@@ -5,8 +5,6 @@ canceled import, or one started again, cannot be written to by a run that is sti
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,7 +19,7 @@ from data_export.models import (
     ImportSectionReport,
     ImportStatus,
 )
-from data_export.storage.dynamo import from_item, to_item
+from data_export.storage.dynamo import decode_page_token, encode_page_token, from_item, to_item
 from data_export.storage.layout import JOBS_BY_CREATED_AT_INDEX
 
 if TYPE_CHECKING:
@@ -148,34 +146,11 @@ class ImportJobRepository:
             "Limit": limit,
         }
         if next_token:
-            request["ExclusiveStartKey"] = decode_token(next_token, organization_id)
+            request["ExclusiveStartKey"] = decode_page_token(next_token, organization_id, "import_id")
         response = self._client.query(**request)
         jobs = [ImportJob.model_validate(from_item(item)) for item in response["Items"]]
         last = response.get("LastEvaluatedKey")
-        return jobs, encode_token(last) if last else None
-
-
-def encode_token(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, separators=(",", ":")).encode()).decode()
-
-
-def decode_token(token: str, organization_id: str) -> dict[str, Any]:
-    """The page key a token names; only one of this organization's (a token is the caller's input)."""
-    from data_export.errors import InvalidRequestError
-
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if key["organization_id"] != {"S": organization_id} or set(key) != {
-            "organization_id",
-            "import_id",
-            "created_at",
-        }:
-            raise ValueError
-        if not all(isinstance(value, dict) and set(value) == {"S"} for value in key.values()):
-            raise ValueError
-    except (ValueError, KeyError, TypeError):
-        raise InvalidRequestError("Malformed next_token") from None
-    return dict(key)
+        return jobs, encode_page_token(last) if last else None
 
 
 def expires_ttl(created_at: datetime, days: int) -> int:

@@ -286,6 +286,29 @@ class ImportTarget:
             return False
         return True
 
-    def get_record(self, organization_id: str, section: str, record_id: str) -> dict[str, Any] | None:
-        found = self.existing_records(organization_id, section, [record_id])
-        return found.get(record_id)
+    def put_records(self, organization_id: str, section: str, records: list[dict[str, Any]]) -> None:
+        """Write up to 25 records of one section whatever exists (BatchWriteItem), retrying what DynamoDB
+        leaves unprocessed."""
+        import time
+
+        pending: list[Any] = [
+            {
+                "PutRequest": {
+                    "Item": {
+                        "partition": {"S": partition_key(organization_id, section)},
+                        "record_id": {"S": str(record["id"])},
+                        "record": {"S": json.dumps(record, separators=(",", ":"), ensure_ascii=False)},
+                    }
+                }
+            }
+            for record in records
+        ]
+        attempt = 0
+        while pending:
+            response = self._dynamodb.batch_write_item(RequestItems={self._table: pending})
+            pending = list(response.get("UnprocessedItems", {}).get(self._table, []))
+            attempt += 1
+            if pending:
+                if attempt >= 10:
+                    raise RuntimeError(f"{len(pending)} records left unprocessed after {attempt} attempts")
+                time.sleep(min(0.05 * 2**attempt, 2.0))
