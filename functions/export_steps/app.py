@@ -3,14 +3,12 @@ code folder). Transient failures are raised as TransientExportError, the name th
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from data_export import snapstart, wiring
-from data_export.errors import TransientExportError, is_transient
 from data_export.models import AssembleInput, BuildUnitInput, FailInput, PlanInput
+from data_export.steps import state_machine_task
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -18,31 +16,11 @@ if TYPE_CHECKING:
 logger = Logger()
 # SnapStart (template parameter): the chunked export and its clients, built before the snapshot.
 snapstart.register(wiring.chunked_export)
-Result = TypeVar("Result")
-
-
-def step(function: Callable[[dict[str, Any]], Result]) -> Callable[[dict[str, Any], LambdaContext], Result]:
-    """Logs the step with its job, and turns transient failures into the error the state machine retries."""
-
-    @wraps(function)
-    @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict[str, Any], context: LambdaContext) -> Result:
-        logger.append_keys(organization_id=event.get("organization_id"), job_id=event.get("job_id"))
-        try:
-            return function(event)
-        except Exception as exc:
-            if is_transient(exc):
-                logger.warning(
-                    "Transient failure; the state machine retries", extra={"error": type(exc).__name__}
-                )
-                raise TransientExportError(f"{type(exc).__name__}: {exc}") from exc
-            raise
-
-    return handler
+step = state_machine_task(logger, "job_id")
 
 
 @step
-def plan(event: dict[str, Any]) -> dict[str, Any]:
+def plan(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = PlanInput.model_validate(event)
     units = wiring.chunked_export().plan(
         request.organization_id,
@@ -57,7 +35,7 @@ def plan(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @step
-def build_unit(event: dict[str, Any]) -> dict[str, Any]:
+def build_unit(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = BuildUnitInput.model_validate(event)
     chunked = wiring.chunked_export()
     unit = chunked.planned_unit(request.organization_id, request.job_id, request.run_id, request.unit_index)
@@ -66,7 +44,7 @@ def build_unit(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @step
-def assemble(event: dict[str, Any]) -> dict[str, Any]:
+def assemble(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = AssembleInput.model_validate(event)
     chunked = wiring.chunked_export()
     unit_ids = chunked.planned_unit_ids(request.organization_id, request.job_id, request.run_id)
@@ -75,7 +53,7 @@ def assemble(event: dict[str, Any]) -> dict[str, Any]:
 
 
 @step
-def fail(event: dict[str, Any]) -> dict[str, Any]:
+def fail(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = FailInput.model_validate(event)
     code = request.error_code()
     wiring.chunked_export().fail(

@@ -4,43 +4,19 @@ retries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import wraps
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from data_export import snapstart, wiring
-from data_export.errors import TransientExportError, is_transient
 from data_export.models import ImportFailInput, ImportStepInput
+from data_export.steps import state_machine_task
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 snapstart.register(wiring.import_runner)
-Result = TypeVar("Result")
-
-
-def step(
-    function: Callable[[dict[str, Any], LambdaContext], Result],
-) -> Callable[[dict[str, Any], LambdaContext], Result]:
-    """Logs the step with its import; transient failures become the error the state machine retries."""
-
-    @wraps(function)
-    @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict[str, Any], context: LambdaContext) -> Result:
-        logger.append_keys(organization_id=event.get("organization_id"), import_id=event.get("import_id"))
-        try:
-            return function(event, context)
-        except Exception as exc:
-            if is_transient(exc):
-                logger.warning(
-                    "Transient failure; the state machine retries", extra={"error": type(exc).__name__}
-                )
-                raise TransientExportError(f"{type(exc).__name__}: {exc}") from exc
-            raise
-
-    return handler
+step = state_machine_task(logger, "import_id")
 
 
 @step
