@@ -1,6 +1,7 @@
 """Scale: a synthetic organization with more than 70,000 files (so the zip needs Zip64's entry count) and
 a binary larger than a multipart part (streamed, not buffered), exported through Step Functions in many
-units in both formats, and verified entry by entry with Python and the real tools."""
+units in both formats, verified entry by entry with Python and the real tools, then imported into an empty
+organization whose own export holds the same data (the round trip)."""
 
 from __future__ import annotations
 
@@ -22,9 +23,11 @@ from data_export.models import ArchiveFormat, JobStatus
 from data_export.settings import get_settings
 from data_export_cli.seed import generate_bytes, seed_stores, validate_fixture_data
 
-from tests.archive_checks import check_with_real_tools
+from tests.archive_checks import archive_files, check_with_real_tools
 from tests.credentials import as_function
 from tests.jobs import MIB, chunking_dispatcher, create_job
+from tests.round_trip import comparable, import_archive
+from tests.security.helpers import export, new_key, organization, seed
 
 # Its own pytest run (see the Makefile): minutes of CPU that would starve other tests' workers.
 pytestmark = [pytest.mark.slow, pytest.mark.scale]
@@ -130,7 +133,7 @@ def scale_org(stack: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("archive_format", list(ArchiveFormat))
 def test_seventy_thousand_files_in_many_units(
-    stack: Any, scale_org: dict[str, Any], archive_format: ArchiveFormat, tmp_path: Path
+    stack: Any, api_url: str, scale_org: dict[str, Any], archive_format: ArchiveFormat, tmp_path: Path
 ) -> None:
     organization_id = scale_org["id"]
     job_id = create_job(organization_id, archive_format, slug="scale").job_id
@@ -171,6 +174,38 @@ def test_seventy_thousand_files_in_many_units(
         with zipfile.ZipFile(archive) as opened:
             assert len(opened.infolist()) > 65_535  # more than the classic count field holds: Zip64
     assert check_with_real_tools(archive, archive_format.value, names, tmp_path) >= 2
+    round_trip(stack, api_url, archive.read_bytes(), archive_format, tmp_path)
+
+
+def round_trip(stack: Any, api_url: str, data: bytes, archive_format: ArchiveFormat, tmp_path: Path) -> None:
+    """The archive imported over HTTP into an empty organization (copy), which then exports the same data:
+    records equal but for their ids, binaries byte for byte (members are never imported)."""
+    key = new_key()
+    target = organization("Scale Copy", key)
+    seed(stack, tmp_path, target)
+    target_id = target["organization"]["id"]
+    started = time.monotonic()
+    job = import_archive(api_url, target_id, key, data, timeout=900)
+    imported_seconds = time.monotonic() - started
+    assert job["status"] == "completed", job
+    created = {s["key"]: s["created"] for s in job["sections"]}
+    assert created == {
+        "organization": 0,
+        "members": 0,
+        "api_keys": 0,
+        "brands": 0,
+        "products": PRODUCTS,
+        "offers": OFFERS,
+        "locations": LOCATIONS,
+    }
+    assert job["progress"]["binaries_done"] == PRODUCTS
+    _, copied = export(api_url, target_id, key, archive_format.value, timeout=900)
+    assert comparable(archive_files(copied, archive_format.value)) == comparable(
+        archive_files(data, archive_format.value)
+    )
+    print(
+        f"\nround trip {archive_format.value}: {len(data) / MIB:.1f} MiB imported in {imported_seconds:.1f} s"
+    )
 
 
 def verify_entries(

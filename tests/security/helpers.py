@@ -58,11 +58,13 @@ def seed(stack: Any, folder: Path, *organizations: dict[str, Any]) -> Path:
     return path
 
 
-def export(api_url: str, organization_id: str, key: str, archive_format: str) -> tuple[dict[str, Any], bytes]:
+def export(
+    api_url: str, organization_id: str, key: str, archive_format: str, timeout: float = 300
+) -> tuple[dict[str, Any], bytes]:
     """Request an export over HTTP, wait for it, and download it: (the finished job, the archive's bytes)."""
     reply = call("POST", f"{api_url}{BASE}/{organization_id}?archive_format={archive_format}", key)
     assert reply.status == 200, reply.body
-    job = wait_for_job(api_url, organization_id, reply.json()["job_id"], key)
+    job = wait_for_job(api_url, organization_id, reply.json()["job_id"], key, timeout)
     assert job["status"] == "completed", job
     download = call("GET", job["download_url"])
     assert download.status == 200, download.body[:500]
