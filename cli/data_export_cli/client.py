@@ -292,6 +292,10 @@ class Display:
     def width(self) -> int:
         return shutil.get_terminal_size((80, 24)).columns
 
+    def bar(self, fraction: float) -> str:
+        """A progress bar for the status line: a third of the terminal wide, 10 to 40 characters."""
+        return render_bar(fraction, min(40, max(10, (self.width() - 1) // 3)))
+
     def line(self, text: str) -> None:
         """A lasting line (above the live status on a terminal)."""
         self.clear()
@@ -329,18 +333,21 @@ class JobProgress:
                 self._sections[key] = status
                 if status in ("completed", "failed"):
                     self.display.line(section_line(section))
-        progress = job.get("progress") or {}
-        percent = float(progress.get("percent", 100.0 if job["status"] == "completed" else 0.0))
+        percent = job_percent(job)
         summary = progress_summary(job)
         if self.display.interactive:
-            width = self.display.width() - 1
-            bar = render_bar(percent / 100, min(40, max(10, width // 3)))
-            self.display.status(f"{bar} {percent:5.1f}% {summary}")
+            self.display.status(f"{self.display.bar(percent / 100)} {percent:5.1f}% {summary}")
         else:
             key = (job["status"], int(percent // 10))
             if key != self._last_line:
                 self._last_line = key
                 self.display.line(f"{job['status']} {percent:.1f}% {summary}")
+
+
+def job_percent(job: dict[str, Any]) -> float:
+    """How far the job is, by its progress (0 until it reports any, 100 once completed without)."""
+    progress = job.get("progress") or {}
+    return float(progress.get("percent", 100.0 if job["status"] == "completed" else 0.0))
 
 
 def section_line(section: dict[str, Any]) -> str:
@@ -361,9 +368,14 @@ def progress_summary(job: dict[str, Any]) -> str:
         f"{progress['records_written']} records, {progress['binaries_written']} binaries, "
         f"{format_bytes(progress['bytes_written'])}"
     )
-    if progress.get("eta_seconds") is not None:
-        text += f", about {format_duration(progress['eta_seconds'])} left"
-    return text
+    return text + time_left(progress)
+
+
+def time_left(progress: dict[str, Any]) -> str:
+    """`, about 0:03 left` when the progress has an estimate, else nothing."""
+    if progress.get("eta_seconds") is None:
+        return ""
+    return f", about {format_duration(progress['eta_seconds'])} left"
 
 
 class ByteProgress:
@@ -395,10 +407,9 @@ class ByteProgress:
             self._drawn_at = now
             since, from_bytes = self._started
             speed = (done - from_bytes) / (now - since) if now > since else 0.0
-            width = self.display.width() - 1
-            bar = render_bar(fraction, min(40, max(10, width // 3)))
             self.display.status(
-                f"{bar} {100 * fraction:5.1f}% {format_bytes(done)} of {format_bytes(self.total)}"
+                f"{self.display.bar(fraction)} {100 * fraction:5.1f}% "
+                f"{format_bytes(done)} of {format_bytes(self.total)}"
                 + (f", {format_bytes(speed)}/s" if speed else "")
             )
         else:
@@ -423,16 +434,50 @@ def wait_for_job(
 ) -> dict[str, Any]:
     """Poll until the job is completed or failed: quickly while it moves, backing off while it does not."""
     deadline = clock() + timeout if timeout else None
-    interval = POLL_MIN_SECONDS
-    progress.update(job)
-    while job["status"] in RUNNING:
+
+    def in_time(current: dict[str, Any]) -> None:
         if deadline is not None and clock() >= deadline:
-            raise ClientError(f"export {job['job_id']} still {job['status']} after {timeout:g} s")
+            raise ClientError(f"export {current['job_id']} still {current['status']} after {timeout:g} s")
+
+    return poll_until_settled(
+        job,
+        lambda current: api.get_export(organization_id, current["job_id"]),
+        RUNNING,
+        progress.update,
+        lambda answer: (answer.get("progress"), answer["sections"]),
+        sleep=sleep,
+        shortest=POLL_MIN_SECONDS,
+        longest=POLL_MAX_SECONDS,
+        before_wait=in_time,
+    )
+
+
+def poll_until_settled(
+    job: dict[str, Any],
+    fetch: Callable[[dict[str, Any]], dict[str, Any]],
+    running: tuple[str, ...],
+    update: Callable[[dict[str, Any]], None],
+    signature: Callable[[dict[str, Any]], Any],
+    *,
+    sleep: Callable[[float], None],
+    shortest: float,
+    longest: float,
+    before_wait: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Poll a job (an export, an import) until its status is none of ``running``: ``fetch`` is given the
+    last answer and returns the next; ``update`` is given the job and every answer. Every ``shortest``
+    seconds while it moves (its ``signature`` changes), else backing off by half again each time, up to
+    ``longest``. ``before_wait`` may raise to stop waiting (a deadline)."""
+    interval = shortest
+    update(job)
+    while job["status"] in running:
+        if before_wait is not None:
+            before_wait(job)
         sleep(interval)
-        previous, job = job, api.get_export(organization_id, job["job_id"])
-        progress.update(job)
-        moved = (job.get("progress"), job["sections"]) != (previous.get("progress"), previous["sections"])
-        interval = POLL_MIN_SECONDS if moved else min(POLL_MAX_SECONDS, interval * 1.5)
+        previous, job = job, fetch(job)
+        update(job)
+        moved = signature(job) != signature(previous)
+        interval = shortest if moved else min(longest, interval * 1.5)
     return job
 
 
@@ -758,10 +803,24 @@ def export_archive(
     return target
 
 
+def interruptible(display: Display, work: Callable[[], int], resume_hint: Callable[[], str]) -> int:
+    """``work``'s exit code; on Ctrl-C, 130 and the resume hint (as things stand then) on stderr. The live
+    status line is cleared either way."""
+    try:
+        return work()
+    except KeyboardInterrupt:
+        display.clear()
+        print(f"\ninterrupted. {resume_hint()}", file=sys.stderr)
+        return 130
+    finally:
+        display.clear()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     display = Display(sys.stdout)
     run = ExportRun()
-    try:
+
+    def export() -> int:
         export_archive(
             _api(args, display),
             args.organization_id,
@@ -774,12 +833,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             output=args.output,
         )
         return 0
-    except KeyboardInterrupt:
-        display.clear()
-        print(f"\ninterrupted. {_resume_hint(args, run.job, run.target)}", file=sys.stderr)
-        return 130
-    finally:
-        display.clear()
+
+    return interruptible(display, export, lambda: _resume_hint(args, run.job, run.target))
 
 
 def _resume_hint(args: argparse.Namespace, job: dict[str, Any] | None, target: Path | None) -> str:

@@ -37,8 +37,10 @@ from data_export_cli.client import (
     backoff_seconds,
     connection_settings,
     format_bytes,
-    format_duration,
-    render_bar,
+    interruptible,
+    job_percent,
+    poll_until_settled,
+    time_left,
 )
 
 IMPORT_BASE_PATH = "/dashboard/api/v1/data-import"
@@ -433,9 +435,7 @@ def import_progress_summary(job: dict[str, Any], moving: dict[str, Any] | None =
         f"{progress['binaries_done']}/{progress['binaries_total']} binaries, "
         f"{format_bytes(progress['bytes_done'])} of {format_bytes(progress['bytes_total'])}"
     )
-    if progress.get("eta_seconds") is not None:
-        text += f", about {format_duration(progress['eta_seconds'])} left"
-    return text + (f"; now {section_progress(moving)}" if moving else "")
+    return text + time_left(progress) + (f"; now {section_progress(moving)}" if moving else "")
 
 
 class ImportProgressView:
@@ -449,16 +449,14 @@ class ImportProgressView:
         self._last_line: tuple[str, int, str | None] | None = None
 
     def update(self, job: dict[str, Any]) -> None:
-        progress = job.get("progress") or {}
-        percent = float(progress.get("percent", 100.0 if job["status"] == "completed" else 0.0))
+        percent = job_percent(job)
         moved = moving_section(self._previous, job)
         if moved is not None or job["status"] != "importing":
             self._moving = moved  # a poll where nothing moved keeps naming the section last seen moving
         self._previous = job
         summary = import_progress_summary(job, self._moving)
         if self.display.interactive:
-            width = self.display.width() - 1
-            bar = render_bar(percent / 100, min(40, max(10, width // 3)))
+            bar = self.display.bar(percent / 100)
             self.display.status(f"{bar} {percent:5.1f}% {job['status']} {summary}".rstrip())
             return
         key = (job["status"], int(percent // 10), self._moving["key"] if self._moving else None)
@@ -477,18 +475,16 @@ def wait_for_import(
 ) -> dict[str, Any]:
     """Poll until the import is completed or failed: every 0.5 s while it moves, backing off to every
     5 s while it does not (as the export's wait does)."""
-    interval = POLL_MIN_SECONDS
-    view.update(job)
-    while job["status"] in IMPORT_RUNNING:
-        sleep(interval)
-        previous, job = job, api.get_import(organization_id, job["import_id"])
-        view.update(job)
-        moved = (job.get("progress"), job.get("sections"), job["status"]) != (
-            previous.get("progress"),
-            previous.get("sections"),
-            previous["status"],
-        )
-        interval = POLL_MIN_SECONDS if moved else min(POLL_MAX_SECONDS, interval * 1.5)
+    job = poll_until_settled(
+        job,
+        lambda current: api.get_import(organization_id, current["import_id"]),
+        IMPORT_RUNNING,
+        view.update,
+        lambda answer: (answer.get("progress"), answer.get("sections"), answer["status"]),
+        sleep=sleep,
+        shortest=POLL_MIN_SECONDS,
+        longest=POLL_MAX_SECONDS,
+    )
     view.display.clear()
     return job
 
@@ -689,7 +685,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     run = ImportRun()
     endpoint, api_key = connection_settings(args)
     api = ImportApi(endpoint, api_key, on_wait=display.line)
-    try:
+
+    def import_and_report() -> int:
         job = import_archive(
             api,
             Path(args.archive),
@@ -701,12 +698,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
         )
         return report(job, display)
-    except KeyboardInterrupt:
-        display.clear()
-        print(f"\ninterrupted. {_resume_hint(run)}", file=sys.stderr)
-        return 130
-    finally:
-        display.clear()
+
+    return interruptible(display, import_and_report, lambda: _resume_hint(run))
 
 
 def _resume_hint(run: ImportRun) -> str:

@@ -2,113 +2,32 @@
 installed command in a subprocess), resumed downloads (a connection cut by a proxy; a .part left by an
 earlier run), a tampered download, a refused key, status, list, and a deleted archive.
 
-The subprocess runs behind a small forward proxy (`http_proxy`, which urllib honours) that records every
-request and can hang up mid-response: that is how the tests see the Range requests, the fresh signed URLs
-and that the API key never goes to storage."""
+The subprocess runs behind a small forward proxy (tests/e2e/proxy.py: `http_proxy`, which urllib honours)
+that records every request and can hang up mid-response: that is how the tests see the Range requests, the
+fresh signed URLs and that the API key never goes to storage."""
 
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
-import os
 import shutil
-import subprocess
-import sys
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from data_export_cli.main import main
 
 from tests.archive_checks import ACME
 from tests.e2e.client import BASE, call, wait_for_job
+from tests.e2e.proxy import (  # its `proxy` fixture: a recording proxy for the command in a subprocess
+    Proxy,
+    proxy_fixture,  # noqa: F401
+    run_cli,
+)
 from tests.security.helpers import export, new_key, organization, seed
 
 ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
 REVOKED_KEY = "csb_2ym7FgoRF9Hvrby6WjKt989NUzo4l7Hx_035ce1bd"
-REPO = Path(__file__).resolve().parents[2]
-
-
-@dataclass
-class Proxy:
-    """A forward proxy that records (method, url, lower-case headers) and can cut archive downloads."""
-
-    url: str = ""
-    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    cut_downloads_after: list[int] = field(default_factory=list)  # bytes sent, per storage GET, in turn
-
-    def storage_gets(self, api_url: str) -> list[tuple[str, dict[str, str]]]:
-        api = urlsplit(api_url).netloc
-        return [(url, headers) for method, url, headers in self.seen if urlsplit(url).netloc != api]
-
-    def api_calls(self, api_url: str) -> list[tuple[str, str]]:
-        api = urlsplit(api_url).netloc
-        return [(method, urlsplit(url).path) for method, url, _ in self.seen if urlsplit(url).netloc == api]
-
-
-class ProxyHandler(BaseHTTPRequestHandler):
-    proxy: Proxy
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _forward(self) -> None:
-        target = urlsplit(self.path)  # a proxy is sent the absolute URL
-        headers = {
-            k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")
-        }
-        self.proxy.seen.append((self.command, self.path, {k.lower(): v for k, v in headers.items()}))
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
-        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=60)
-        path = target.path + (f"?{target.query}" if target.query else "")
-        upstream.request(self.command, path, body=body, headers=headers)
-        response = upstream.getresponse()
-        content = response.read()
-        upstream.close()
-        self.send_response_only(response.status, response.reason)
-        for name, value in response.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        is_archive = self.command == "GET" and BASE not in target.path and response.status in (200, 206)
-        if is_archive and self.proxy.cut_downloads_after:
-            content = content[: self.proxy.cut_downloads_after.pop(0)]
-            self.close_connection = True  # hang up before Content-Length is reached
-        self.wfile.write(content)
-
-    do_GET = do_POST = do_DELETE = _forward
-
-
-@pytest.fixture
-def proxy() -> Iterator[Proxy]:
-    state = Proxy()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Bound", (ProxyHandler,), {"proxy": state}))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield state
-    server.shutdown()
-    server.server_close()
-
-
-def run_cli(args: list[str], proxy: Proxy | None = None, **env: str) -> subprocess.CompletedProcess[str]:
-    """The installed `data-export` script (else the module), stdout and stderr captured: not a terminal."""
-    script = Path(sys.executable).with_name("data-export")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "data_export_cli.main"]
-    environment = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy")}
-    environment["PYTHONPATH"] = os.pathsep.join([str(REPO / "cli"), str(REPO / "layers" / "shared")])
-    if proxy is not None:
-        environment["http_proxy"] = proxy.url
-    environment.update(env)
-    return subprocess.run(
-        command + args, capture_output=True, text=True, timeout=300, env=environment, check=False
-    )
 
 
 def assert_plain(text: str) -> None:

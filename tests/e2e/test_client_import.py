@@ -1,6 +1,6 @@
 """`data-export import` end to end: the installed command in a subprocess against the local stack's real
 import API and pipeline (IAM and limits enforced), behind a small recording forward proxy that sees every
-request, including the PUTs to storage's presigned URLs.
+request (tests/e2e/proxy.py), including the PUTs to storage's presigned URLs.
 
 The round trip: the example organization exported as a zip by `data-export export`, dry-run into an empty
 organization (nothing changes), imported (the same brands, products, offers and locations, ids mapped, the
@@ -11,135 +11,41 @@ archive refused (exit 1, the problem printed). The stack uploads archives over 1
 
 from __future__ import annotations
 
-import http.client
 import io
-import os
 import signal
 import subprocess
-import sys
-import threading
 import time
 import zipfile
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from tests.archive_checks import ACME, archive_files
+from tests.e2e.proxy import (  # its `proxy` fixture: a recording proxy for the command in a subprocess
+    Proxy,
+    cli_command,
+    cli_environment,
+    proxy_fixture,  # noqa: F401
+    run_cli,
+)
 from tests.round_trip import IMPORT_BASE, comparable, records_of
 from tests.security.helpers import export, new_key, organization, seed
 
 ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
-REPO = Path(__file__).resolve().parents[2]
 DATA_SECTIONS = ("brands", "products", "offers", "locations")
 
 
-@dataclass
-class Proxy:
-    """A forward proxy recording (method, url, lower-case headers); it can hold a part's PUT."""
-
-    url: str = ""
-    seen: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
-    answered: list[tuple[str, str, int]] = field(default_factory=list)  # (method, url, status) forwarded
-    hold_part: int | None = None  # this part's PUT is read, then held until `release` is set
-    held: threading.Event = field(default_factory=threading.Event)
-    release: threading.Event = field(default_factory=threading.Event)
-
-    def storage_puts(self) -> list[tuple[str, dict[str, str]]]:
-        return [(url, headers) for method, url, headers in self.seen if method == "PUT"]
-
-    def parts_put(self) -> list[int | None]:
-        """Part numbers of the PUTs to storage (None: a whole-file PUT), in the order they came."""
-        numbers: list[int | None] = []
-        for url, _ in self.storage_puts():
-            part = parse_qs(urlsplit(url).query).get("partNumber")
-            numbers.append(int(part[0]) if part else None)
-        return numbers
-
-    def api_calls(self) -> list[tuple[str, str]]:
-        return [(method, urlsplit(url).path) for method, url, _ in self.seen if IMPORT_BASE in url]
+def as_user(api_url: str, key: str) -> dict[str, str]:
+    """Key and endpoint from the environment, as a user would give them."""
+    return {"DATA_EXPORT_API_KEY": key, "DATA_EXPORT_ENDPOINT": api_url}
 
 
-class ProxyHandler(BaseHTTPRequestHandler):
-    proxy: Proxy
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _forward(self) -> None:
-        target = urlsplit(self.path)  # a proxy is sent the absolute URL
-        headers = {
-            k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")
-        }
-        self.proxy.seen.append((self.command, self.path, {k.lower(): v for k, v in headers.items()}))
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) or None
-        part = parse_qs(target.query).get("partNumber")
-        if self.command == "PUT" and part and int(part[0]) == self.proxy.hold_part:
-            self.proxy.held.set()
-            self.proxy.release.wait(60)
-            self.close_connection = True  # hang up: this PUT never reaches storage
-            return
-        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=60)
-        path = target.path + (f"?{target.query}" if target.query else "")
-        upstream.request(self.command, path, body=body, headers=headers)
-        response = upstream.getresponse()
-        content = response.read()
-        upstream.close()
-        self.proxy.answered.append((self.command, self.path, response.status))
-        self.send_response_only(response.status, response.reason)
-        for name, value in response.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(content)))
-        self.end_headers()
-        self.wfile.write(content)
-
-    do_GET = do_POST = do_PUT = do_DELETE = _forward
-
-
-@pytest.fixture
-def proxy() -> Iterator[Proxy]:
-    state = Proxy()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Bound", (ProxyHandler,), {"proxy": state}))
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
-    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    yield state
-    state.release.set()
-    server.shutdown()
-    server.server_close()
-
-
-def executable() -> list[str]:
-    script = Path(sys.executable).with_name("data-export")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "data_export_cli.main"]
-
-
-def environment(api_url: str, key: str, proxy: Proxy | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in ("no_proxy", "http_proxy")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "cli"), str(REPO / "layers" / "shared")])
-    env["DATA_EXPORT_API_KEY"] = key  # key and endpoint from the environment, as a user would
-    env["DATA_EXPORT_ENDPOINT"] = api_url
-    if proxy is not None:
-        env["http_proxy"] = proxy.url
-    return env
-
-
-def run_cli(
+def run_as_user(
     args: list[str], api_url: str, key: str, proxy: Proxy | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """The installed `data-export` (else the module), output captured: not a terminal."""
-    return subprocess.run(
-        executable() + args,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=environment(api_url, key, proxy),
-        check=False,
-    )
+    """The installed command with `key` and `api_url` in its environment, output captured."""
+    return run_cli(args, proxy, **as_user(api_url, key))
 
 
 def empty_organization(stack: Any, folder: Path, name: str) -> tuple[str, str]:
@@ -155,10 +61,21 @@ def empty_organization(stack: Any, folder: Path, name: str) -> tuple[str, str]:
 def acme_zip(api_url: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example organization exported by the command, as a user would before importing it."""
     folder = tmp_path_factory.mktemp("acme")
-    result = run_cli(["export", ACME, "--format", "zip", "-o", f"{folder}/"], api_url, ACME_KEY)
+    result = run_as_user(["export", ACME, "--format", "zip", "-o", f"{folder}/"], api_url, ACME_KEY)
     assert result.returncode == 0, result.stderr
     (archive,) = folder.iterdir()
     return archive
+
+
+def a_copy_and_an_empty_organization(
+    stack: Any, acme_zip: Path, folder: Path, name: str
+) -> tuple[Path, Path, str, str]:
+    """The example's archive copied into `folder` and a new empty organization to import it into:
+    (the archive, its state file to be, the organization's id, its key)."""
+    archive = folder / acme_zip.name
+    archive.write_bytes(acme_zip.read_bytes())
+    target, key = empty_organization(stack, folder / "seed", name)
+    return archive, archive.with_name(archive.name + ".import.json"), target, key
 
 
 def section_lines(stdout: str) -> dict[str, str]:
@@ -180,13 +97,10 @@ def data_records(api_url: str, organization_id: str, key: str) -> dict[str, dict
 def test_round_trip_into_an_empty_organization(
     stack: Any, api_url: str, acme_zip: Path, proxy: Proxy, tmp_path: Path
 ) -> None:
-    archive = tmp_path / acme_zip.name
-    archive.write_bytes(acme_zip.read_bytes())
-    target, key = empty_organization(stack, tmp_path / "seed", "Empty")
-    state = archive.with_name(archive.name + ".import.json")
+    archive, state, target, key = a_copy_and_an_empty_organization(stack, acme_zip, tmp_path, "Empty")
 
     # A dry run: what would be created, and nothing is.
-    dry = run_cli(["import", str(archive), target, "--mode", "copy", "--dry-run"], api_url, key, proxy)
+    dry = run_as_user(["import", str(archive), target, "--mode", "copy", "--dry-run"], api_url, key, proxy)
     assert dry.returncode == 0, dry.stdout + dry.stderr
     assert "\r" not in dry.stdout
     assert section_lines(dry.stdout) | {"organization": "..."} == {
@@ -210,7 +124,7 @@ def test_round_trip_into_an_empty_organization(
 
     # The import: the uploaded archive is started for real, not uploaded again.
     proxy.seen.clear()
-    applied = run_cli(["import", str(archive), target, "--mode", "copy"], api_url, key, proxy)
+    applied = run_as_user(["import", str(archive), target, "--mode", "copy"], api_url, key, proxy)
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert proxy.storage_puts() == []
     assert "continuing import " in applied.stdout and " started again: validating" in applied.stdout
@@ -230,7 +144,7 @@ def test_round_trip_into_an_empty_organization(
         assert len(records_of(copied_files)[section]) == len(records_of(source_files)[section])
 
     # Again: a new import, and everything is there already.
-    again = run_cli(["import", str(archive), target, "--mode", "copy"], api_url, key, proxy)
+    again = run_as_user(["import", str(archive), target, "--mode", "copy"], api_url, key, proxy)
     assert again.returncode == 0, again.stdout + again.stderr
     outcome = section_lines(again.stdout)
     assert outcome["brands"] == "0 created, 2 existing, 0 invalid, 0 binaries"
@@ -244,20 +158,17 @@ def test_round_trip_into_an_empty_organization(
 def test_an_upload_interrupted_after_its_first_part_resumes(
     stack: Any, api_url: str, acme_zip: Path, proxy: Proxy, tmp_path: Path
 ) -> None:
-    archive = tmp_path / acme_zip.name
-    archive.write_bytes(acme_zip.read_bytes())
-    target, key = empty_organization(stack, tmp_path / "seed", "Resumed")
-    state = archive.with_name(archive.name + ".import.json")
+    archive, state, target, key = a_copy_and_an_empty_organization(stack, acme_zip, tmp_path, "Resumed")
 
     # Part 2's PUT is held by the proxy; once part 1 is in storage, Ctrl-C.
     proxy.hold_part = 2
     args = ["import", str(archive), target, "--mode", "copy"]
     process = subprocess.Popen(
-        executable() + args,
+        cli_command() + args,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=environment(api_url, key, proxy),
+        env=cli_environment(proxy, **as_user(api_url, key)),
     )
     try:
         assert proxy.held.wait(120), "part 2 never came"
@@ -283,14 +194,14 @@ def test_an_upload_interrupted_after_its_first_part_resumes(
 
     proxy.seen.clear()
     proxy.hold_part = None
-    resumed = run_cli(args, api_url, key, proxy)
+    resumed = run_as_user(args, api_url, key, proxy)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"continuing import {import_id} (pending)" in resumed.stdout
     assert "resuming the upload: 1 part(s), 5.0 MiB of 7.4 MiB, already in storage" in resumed.stdout
     assert proxy.parts_put() == [2]  # only what storage lacked
-    assert ("POST", f"{IMPORT_BASE}/{target}/{import_id}/upload") in proxy.api_calls()
+    assert ("POST", f"{IMPORT_BASE}/{target}/{import_id}/upload") in proxy.api_calls(api_url)
     assert not any(
-        method == "POST" and path == f"{IMPORT_BASE}/{target}" for method, path in proxy.api_calls()
+        method == "POST" and path == f"{IMPORT_BASE}/{target}" for method, path in proxy.api_calls(api_url)
     )  # no new import
     assert section_lines(resumed.stdout)["products"] == "4 created, 0 existing, 0 invalid, 5 binaries"
     assert not state.exists()
@@ -311,7 +222,7 @@ def test_a_tampered_archive_is_refused(stack: Any, api_url: str, acme_zip: Path,
             out.writestr(info, data)
     target, key = empty_organization(stack, tmp_path / "seed", "Tampered")
 
-    result = run_cli(["import", str(tampered), target, "--mode", "copy"], api_url, key)
+    result = run_as_user(["import", str(tampered), target, "--mode", "copy"], api_url, key)
     assert result.returncode == 1, result.stdout + result.stderr
     path = changed_name.split("/", 1)[1]
     assert "archive refused:" in result.stdout

@@ -150,6 +150,22 @@ class Page:
         self.command("Page.navigate", url=url)
         self.wait_for("document.readyState === 'complete' && location.href !== 'about:blank'", 30)
 
+    def fulfill(self, request_id: str, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        """Answer a request that ``Fetch`` paused, from the browser itself: ``body`` as JSON (bytes: as XML,
+        as storage would), with ``headers`` after its Content-Type."""
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        content_type = "application/xml" if isinstance(body, bytes) else "application/json"
+        self.command(
+            "Fetch.fulfillRequest",
+            requestId=request_id,
+            responseCode=status,
+            responseHeaders=[
+                {"name": "Content-Type", "value": content_type},
+                *({"name": name, "value": value} for name, value in (headers or {}).items()),
+            ],
+            body=base64.b64encode(data).decode(),
+        )
+
     def wait_for(self, expression: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while not (value := self.evaluate(expression)):
@@ -270,15 +286,25 @@ def page_fixture(chromium: Chromium) -> Iterator[Page]:
         chromium.close_page(tab, target_id)
 
 
-def fill_and_start(page: Page, api_key: str, archive_format: str) -> None:
+def fill_in(page: Page, api_key: str, then: str) -> None:
+    """What a person does on the page, in one go: types the API key (the field's input event fires), then
+    whatever the JavaScript ``then`` does (the choices, the button)."""
     page.evaluate(
         f"""(() => {{
             const input = document.getElementById("key");
             input.value = {json.dumps(api_key)};
             input.dispatchEvent(new Event("input", {{bubbles: true}}));
-            document.querySelector('input[name="format"][value={json.dumps(archive_format)}]').click();
-            document.getElementById("start").click();
+            {then}
         }})()"""
+    )
+
+
+def fill_and_start(page: Page, api_key: str, archive_format: str) -> None:
+    fill_in(
+        page,
+        api_key,
+        f"""document.querySelector('input[name="format"][value={json.dumps(archive_format)}]').click();
+            document.getElementById("start").click();""",
     )
 
 
@@ -366,6 +392,12 @@ def test_a_person_exports_and_downloads_from_the_page(page: Page, api_url: str, 
     assert page.evaluate("localStorage.length") == 0
 
 
+def answer_rate_limited(page: Page, request_id: str, retry_after: int) -> None:
+    """The paused request answered as the API's own per-key limit answers: 429, wait ``retry_after`` s."""
+    body = {"error": "rate_limited", "message": "Too many requests for this key."}
+    page.fulfill(request_id, 429, body, {"Retry-After": str(retry_after)})
+
+
 def test_a_rate_limited_poll_waits_as_told_then_goes_on(page: Page, api_url: str) -> None:
     page.open(f"{api_url}/?org={ACME}")
     # The browser itself answers the first poll with a 429 (the start request has no "/" after the org);
@@ -374,17 +406,7 @@ def test_a_rate_limited_poll_waits_as_told_then_goes_on(page: Page, api_url: str
     fill_and_start(page, ACME_KEY, "zip")
     paused = page.event("Fetch.requestPaused")
     assert paused["request"]["method"] == "GET"
-    body = {"error": "rate_limited", "message": "Too many requests for this key."}
-    page.command(
-        "Fetch.fulfillRequest",
-        requestId=paused["requestId"],
-        responseCode=429,
-        responseHeaders=[
-            {"name": "Content-Type", "value": "application/json"},
-            {"name": "Retry-After", "value": "5"},
-        ],
-        body=base64.b64encode(json.dumps(body).encode()).decode(),
-    )
+    answer_rate_limited(page, paused["requestId"], retry_after=5)
     page.command("Fetch.disable")
     shown = page.wait_for(
         "document.getElementById('error').hidden ? '' : document.getElementById('error').textContent", 30
@@ -406,18 +428,6 @@ class ScriptedApi:
         self.answered_at = time.monotonic()
         page.command("Fetch.enable", patterns=[{"urlPattern": f"{api_url}{BASE}/*"}])
 
-    def _answer(self, request_id: str, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-        self.page.command(
-            "Fetch.fulfillRequest",
-            requestId=request_id,
-            responseCode=status,
-            responseHeaders=[
-                {"name": "Content-Type", "value": "application/json"},
-                *({"name": name, "value": value} for name, value in headers.items()),
-            ],
-            body=base64.b64encode(json.dumps(body).encode()).decode(),
-        )
-
     def next_poll(self, status: int, body: dict[str, Any] | None = None, **headers: str) -> float:
         """Wait for the page's next poll (answering a start or list request meanwhile) and answer it with
         ``status``, ``body`` and ``headers``. Returns the seconds since the previous poll was answered."""
@@ -426,13 +436,13 @@ class ScriptedApi:
             waited = time.monotonic() - self.answered_at
             request = paused["request"]
             if request["method"] == "POST":
-                self._answer(paused["requestId"], 200, self.job, {})
+                self.page.fulfill(paused["requestId"], 200, self.job)
                 self.answered_at = time.monotonic()
             elif "?" in request["url"]:  # the recent-exports list
-                self._answer(paused["requestId"], 200, {"exports": [self.job]}, {})
+                self.page.fulfill(paused["requestId"], 200, {"exports": [self.job]})
             else:
                 assert request["url"].endswith(self.job["job_id"]), request["url"]
-                self._answer(paused["requestId"], status, body or self.job, headers)
+                self.page.fulfill(paused["requestId"], status, body or self.job, headers)
                 self.answered_at = time.monotonic()
                 return waited
 

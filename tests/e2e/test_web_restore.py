@@ -24,7 +24,9 @@ from tests.e2e.client import call
 from tests.e2e.test_web_page import (  # its fixtures: one Chromium for the module, a fresh tab per test
     ACME_KEY,
     Page,
+    answer_rate_limited,
     chromium_fixture,  # noqa: F401
+    fill_in,
     page_fixture,  # noqa: F401
 )
 from tests.security.helpers import export, new_key, organization, seed
@@ -131,16 +133,13 @@ def choose_file(page: Page, path: Path) -> None:
 
 
 def fill_and_restore(page: Page, api_key: str, mode: str, dry_run: bool) -> None:
-    page.evaluate(
-        f"""(() => {{
-            const input = document.getElementById("key");
-            input.value = {json.dumps(api_key)};
-            input.dispatchEvent(new Event("input", {{bubbles: true}}));
-            document.querySelector('input[name="restore-mode"][value={json.dumps(mode)}]').click();
+    fill_in(
+        page,
+        api_key,
+        f"""document.querySelector('input[name="restore-mode"][value={json.dumps(mode)}]').click();
             const dryRun = document.getElementById("restore-dry-run");
             if (dryRun.checked !== {json.dumps(dry_run)}) dryRun.click();
-            document.getElementById("restore-start").click();
-        }})()"""
+            document.getElementById("restore-start").click();""",
     )
 
 
@@ -373,17 +372,7 @@ def test_a_throttled_import_poll_waits_as_told(page: Page, api_url: str, stack: 
         if paused["request"]["method"] != "GET":
             page.command("Fetch.continueRequest", requestId=paused["requestId"])
             continue
-        body = {"error": "rate_limited", "message": "Too many requests for this key."}
-        page.command(
-            "Fetch.fulfillRequest",
-            requestId=paused["requestId"],
-            responseCode=429,
-            responseHeaders=[
-                {"name": "Content-Type", "value": "application/json"},
-                {"name": "Retry-After", "value": "4"},
-            ],
-            body=base64.b64encode(json.dumps(body).encode()).decode(),
-        )
+        answer_rate_limited(page, paused["requestId"], retry_after=4)
         throttled_at = time.monotonic()
         break
     page.command("Fetch.disable")
@@ -450,18 +439,7 @@ class ScriptedImport:
         return paused["requestId"], dict(paused["request"])
 
     def answer(self, request_id: str, status: int, body: Any, **headers: str) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        content_type = "application/xml" if isinstance(body, bytes) else "application/json"
-        self.page.command(
-            "Fetch.fulfillRequest",
-            requestId=request_id,
-            responseCode=status,
-            responseHeaders=[
-                {"name": "Content-Type", "value": content_type},
-                *({"name": name, "value": value} for name, value in headers.items()),
-            ],
-            body=base64.b64encode(data).decode(),
-        )
+        self.page.fulfill(request_id, status, body, headers)
         self.answered_at = time.monotonic()
 
     def put_body(self, request: dict[str, Any]) -> bytes:

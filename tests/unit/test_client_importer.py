@@ -12,7 +12,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -297,6 +297,29 @@ def puts(monkeypatch: pytest.MonkeyPatch) -> list[int | None]:
     return sent
 
 
+@dataclass
+class PartHook:
+    """A test's hand in the PUTs: ``instead``, when set, is given each piece and its URL before the PUT and
+    returns the URL to PUT it to, or None for no PUT at all (it may also raise)."""
+
+    instead: Callable[[Piece, str], str | None] | None = None
+
+
+@pytest.fixture
+def part_hook(puts: list[int | None], monkeypatch: pytest.MonkeyPatch) -> PartHook:
+    """`importer.put_part` through a PartHook, then the `puts` fixture's (which records, then sends)."""
+    hook = PartHook()
+    recording = importer.put_part
+
+    def hooked(url: str, archive: Path, piece: Piece, *args: Any) -> None:
+        target = url if hook.instead is None else hook.instead(piece, url)
+        if target is not None:
+            recording(target, archive, piece, *args)
+
+    monkeypatch.setattr(importer, "put_part", hooked)
+    return hook
+
+
 def archive_file(folder: Path, size: int) -> Path:
     path = folder / "acme-export.zip"
     path.write_bytes(os.urandom(size))
@@ -378,20 +401,20 @@ def test_a_small_archive_is_one_put_and_a_dry_run_says_what_it_would_do(
 def test_an_interrupted_upload_resumes_with_only_the_missing_parts(
     stand_in: StandIn,
     puts: list[int | None],
+    part_hook: PartHook,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     archive = archive_file(tmp_path, 3 * PART + 10)  # four parts
-    real = importer.put_part
 
-    def ctrl_c_after_part_1(url: str, path: Path, piece: Piece, *args: Any) -> None:
+    def ctrl_c_after_part_1(piece: Piece, url: str) -> str:
         if piece.part_number != 1:
             raise KeyboardInterrupt
-        real(url, path, piece, *args)
+        return url
 
     monkeypatch.setattr(importer, "UPLOAD_THREADS", 1)  # part 1 goes before the interruption
-    monkeypatch.setattr(importer, "put_part", ctrl_c_after_part_1)
+    part_hook.instead = ctrl_c_after_part_1
     assert run(str(archive), ORG, "--mode", "copy") == 130
     captured = capsys.readouterr()
     import_id = only_import(stand_in)
@@ -404,7 +427,7 @@ def test_an_interrupted_upload_resumes_with_only_the_missing_parts(
     assert saved.size == archive.stat().st_size and saved.endpoint == stand_in.url
     assert stand_in.uploaded(stand_in.imports[import_id]) == {1: PART}
 
-    monkeypatch.setattr(importer, "put_part", real)  # the recording one of the puts fixture
+    part_hook.instead = None
     monkeypatch.setattr(importer, "UPLOAD_THREADS", 4)
     puts.clear()
     assert run(str(archive), ORG, "--mode", "copy") == 0
@@ -421,21 +444,20 @@ def test_an_interrupted_upload_resumes_with_only_the_missing_parts(
 def test_a_part_that_keeps_failing_ends_the_run_and_the_next_run_sends_the_rest(
     stand_in: StandIn,
     puts: list[int | None],
+    part_hook: PartHook,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     archive = archive_file(tmp_path, 2 * PART + 1)
-    real = importer.put_part
     failures: list[int] = []
 
-    def part_2_unreachable(url: str, path: Path, piece: Piece, *args: Any) -> None:
+    def part_2_unreachable(piece: Piece, url: str) -> str:
         if piece.part_number == 2:
             failures.append(2)
-            url = "http://127.0.0.1:9/refused"  # nobody listens: a connection error, retried
-        real(url, path, piece, *args)
+            return "http://127.0.0.1:9/refused"  # nobody listens: a connection error, retried
+        return url
 
-    monkeypatch.setattr(importer, "put_part", part_2_unreachable)
+    part_hook.instead = part_2_unreachable
     assert run(str(archive), ORG) == 1
     err = capsys.readouterr().err
     assert "data-export: error: upload of part 2 failed 4 times (" in err
@@ -445,7 +467,7 @@ def test_a_part_that_keeps_failing_ends_the_run_and_the_next_run_sends_the_rest(
     assert state_path(archive).exists()
 
     puts.clear()
-    monkeypatch.setattr(importer, "put_part", real)
+    part_hook.instead = None
     assert run(str(archive), ORG) == 0
     assert puts == [2]
     assert stand_in.stored(import_id) == archive.read_bytes()
@@ -493,21 +515,20 @@ def test_urls_about_to_expire_are_renewed_before_a_part_is_begun(
 
 
 def test_a_start_refused_as_incomplete_sends_the_missing_parts(
-    stand_in: StandIn, puts: list[int | None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    stand_in: StandIn, puts: list[int | None], part_hook: PartHook, tmp_path: Path
 ) -> None:
     """S3 lost a part the client thought sent (or another run was still sending it)."""
     archive = archive_file(tmp_path, 2 * PART + 1)
-    real = importer.put_part  # records, then sends
+    lost: list[int] = []
 
-    def part_3_lost(url: str, path: Path, piece: Piece, *args: Any) -> None:
+    def part_3_lost(piece: Piece, url: str) -> str | None:
         if piece.part_number == 3 and 3 not in lost:
             lost.append(3)
             puts.append(3)
-            return  # "sent", yet S3 never got it
-        real(url, path, piece, *args)
+            return None  # "sent", yet S3 never got it
+        return url
 
-    lost: list[int] = []
-    monkeypatch.setattr(importer, "put_part", part_3_lost)
+    part_hook.instead = part_3_lost
     assert run(str(archive), ORG) == 0
     import_id = only_import(stand_in)
     starts = [r for r in stand_in.requests if "/start" in r[1]]
