@@ -187,7 +187,11 @@ def test_upload_resumes_with_only_the_missing_parts(api_url: str, acme_archive: 
     assert done["status"] == "completed" and sections(done)["products"]["skipped_existing"] == 4, done
 
 
-def test_import_api_refusals(api_url: str) -> None:
+def test_import_api_refusals(stack: Any, api_url: str) -> None:
+    from data_export.settings import get_settings
+
+    from tests.credentials import as_admin
+
     cpk = "cpk_pfEwTjhlN8oFsHWVeOJDnKYSxw9YD6zk_c2b4a42f"
     assert call("POST", f"{api_url}{IMPORT_BASE}/{ACME}?size_bytes=10", cpk).status == 403
     assert call("POST", f"{api_url}{IMPORT_BASE}/{ACME}?size_bytes=10").status == 401
@@ -203,6 +207,15 @@ def test_import_api_refusals(api_url: str) -> None:
     assert not_uploaded.status == 409 and not_uploaded.json()["error"] == "not_uploaded"
     canceled = call("DELETE", f"{api_url}{IMPORT_BASE}/{ACME}/{job['import_id']}", ACME_KEY).json()
     assert canceled["status"] == "failed" and canceled["error_code"] == "canceled"
+    # A multipart upload canceled before it was completed: aborted, its parts gone.
+    multipart = create_import(api_url, ACME, ACME_KEY, 2 * 1024 * 1024)
+    assert multipart["upload"]["parts"], multipart["upload"]
+    call("DELETE", f"{api_url}{IMPORT_BASE}/{ACME}/{multipart['import_id']}", ACME_KEY)
+    with as_admin():
+        uploads = stack.client("s3").list_multipart_uploads(
+            Bucket=get_settings().exports_bucket, Prefix=f"imports/{ACME}/{multipart['import_id']}/"
+        )
+    assert not uploads.get("Uploads"), uploads
     listed = call("GET", f"{api_url}{IMPORT_BASE}/{ACME}?limit=100", ACME_KEY).json()
     assert job["import_id"] in [item["import_id"] for item in listed["imports"]]
 

@@ -105,3 +105,46 @@ def test_a_failed_apply_resumes_from_its_checkpoint(
     assert resumed["progress"]["binaries_done"] == 7 and resumed["progress"]["records_done"] == 12
     _, copied = export(api_url, target, key, "zip")
     assert comparable(archive_files(copied, "zip")) == comparable(archive_files(acme_zip, "zip"))
+
+
+def test_a_run_that_fails_for_good_fails_its_import_and_a_start_resumes_it(
+    stack: Any, api_url: str, tmp_path: Path, acme_zip: bytes
+) -> None:
+    """Through the state machine: a part of the example's 6 MiB image (uploaded in parts here) refused for
+    good. The multipart upload is aborted, the Fail step fails the import (import_failed), and a start
+    resumes it to completion."""
+    from data_export.settings import get_settings
+
+    from tests.credentials import as_admin
+    from tests.round_trip import create_import, upload
+
+    target, key = empty_target(stack, tmp_path)
+    assets = get_settings().assets_bucket
+    refused: list[int] = []
+
+    def refuse_part(params: dict[str, Any], **_: Any) -> None:
+        if params.get("Bucket") == assets and params.get("Key", "").startswith(f"{target}/"):
+            refused.append(params["PartNumber"])
+            raise ClientError({"Error": {"Code": "InvalidRequest", "Message": "injected"}}, "UploadPart")
+
+    job = create_import(api_url, target, key, len(acme_zip))
+    upload(job, acme_zip)
+    events = wiring.client("s3").meta.events
+    events.register("provide-client-params.s3.UploadPart", refuse_part)
+    try:
+        assert start_import(api_url, target, key, job["import_id"], dry_run=False).status == 200
+        failed = wait_for_import(api_url, target, job["import_id"], key)
+    finally:
+        events.unregister("provide-client-params.s3.UploadPart", refuse_part)
+    assert refused, "the image was not uploaded in parts"
+    assert (failed["status"], failed["error_code"]) == ("failed", "import_failed"), failed
+    assert "internal error" in failed["error"] and "injected" not in failed["error"]
+    with as_admin():
+        left = stack.client("s3").list_multipart_uploads(Bucket=assets, Prefix=f"{target}/")
+    assert not left.get("Uploads"), left.get("Uploads")
+
+    assert start_import(api_url, target, key, job["import_id"], dry_run=False).status == 200
+    resumed = wait_for_import(api_url, target, job["import_id"], key)
+    assert resumed["status"] == "completed", resumed
+    _, copied = export(api_url, target, key, "zip")
+    assert comparable(archive_files(copied, "zip")) == comparable(archive_files(acme_zip, "zip"))

@@ -63,8 +63,9 @@ class Settings:
     imports_table: str = ""
     import_state_machine_arn: str = ""
     upload_signing_role_arn: str = ""
-    # Archives up to this size are uploaded with one PUT, bigger ones in parts of at least this size
-    # (S3: 5 MiB at least; the tests lower both to upload the example's archive in parts).
+    # Archives up to this size are uploaded with one PUT, bigger ones in parts of at least this size, and so
+    # are the binaries an import writes (S3: 5 MiB at least; the tests lower both, so that the example's
+    # archive and its 6 MiB image go in parts).
     import_single_put_max_bytes: int = 64 * MIB
     import_part_size_bytes: int = 16 * MIB
 

@@ -242,7 +242,12 @@ def import_runner() -> ImportRunner:
         imports=ImportJobRepository(client("dynamodb"), settings.imports_table),
         archives=UploadedArchives(client("s3"), settings.exports_bucket),
         target=ImportTarget(
-            client("dynamodb"), settings.org_data_table, client("s3"), settings.assets_bucket
+            client("dynamodb"),
+            settings.org_data_table,
+            client("s3"),
+            settings.assets_bucket,
+            single_put_max_bytes=settings.import_single_put_max_bytes,
+            part_bytes=settings.import_part_size_bytes,
         ),
         on_finished=import_events(),
     )

@@ -212,11 +212,22 @@ class _RangedRaw(io.RawIOBase):
 class ImportTarget:
     """The organization's stores as an import sees them: which records and binaries exist, and writing."""
 
-    def __init__(self, dynamodb: DynamoDBClient, table: str, s3: S3Client, assets_bucket: str) -> None:
+    def __init__(
+        self,
+        dynamodb: DynamoDBClient,
+        table: str,
+        s3: S3Client,
+        assets_bucket: str,
+        *,
+        single_put_max_bytes: int = SINGLE_PUT_MAX_BYTES,
+        part_bytes: int = MIN_PART_BYTES,
+    ) -> None:
         self._dynamodb = dynamodb
         self._table = table
         self._s3 = s3
         self._bucket = assets_bucket
+        self._single_put_max_bytes = single_put_max_bytes
+        self._part_bytes = part_bytes
 
     def existing_records(
         self, organization_id: str, section: str, ids: Collection[str]
@@ -260,11 +271,19 @@ class ImportTarget:
             return {key for key, present in zip(keys, pool.map(exists, keys), strict=True) if present}
 
     def put_object(self, key: str, body: IO[bytes], size: int) -> None:
-        """One binary, streamed (multipart past boto3's threshold)."""
-        if size <= SINGLE_PUT_MAX_BYTES:
+        """One binary: one PUT up to the single-PUT size, else streamed in parts (boto3's managed transfer,
+        which aborts the multipart upload if a part fails)."""
+        if size <= self._single_put_max_bytes:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.read())
             return
-        self._s3.upload_fileobj(body, self._bucket, key)
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(
+            multipart_threshold=self._single_put_max_bytes + 1,
+            multipart_chunksize=self._part_bytes,
+            max_concurrency=4,
+        )
+        self._s3.upload_fileobj(body, self._bucket, key, Config=config)
 
     def put_record(
         self, organization_id: str, section: str, record: dict[str, Any], *, replace: bool
