@@ -187,6 +187,7 @@ class LocalStack:
         self.stack_name = stack_name
         self.physical: dict[str, str] = {}  # logical id -> name (or queue URL)
         self.arns: dict[str, str] = {}
+        self._definitions: dict[str, str] = {}  # state machine logical id -> its definition, substituted
         self.functions = {spec.logical_id: spec for spec in self.template.functions()}
         for logical_id in self.functions:
             self.arns[logical_id] = f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self._name(logical_id)}"
@@ -533,7 +534,11 @@ class LocalStack:
             return True
         from data_export_cli import strict_aws
 
-        roles = [self.role_of[lid] for lid in self.template.of_type("AWS::Serverless::StateMachine")]
+        # The machines whose definition names the function: the one invoking it is among them (several
+        # machines' invokes all come signed "ak", and a denial must name the right role).
+        machines = list(self.template.of_type("AWS::Serverless::StateMachine"))
+        naming = [lid for lid in machines if function_arn in self._definitions.get(lid, "")]
+        roles = [self.role_of[lid] for lid in naming or machines]
         if access_key_id != "ak":
             roles = [name for name in (self._role_of_access_key(access_key_id),) if name]
         for role in roles:
@@ -569,6 +574,7 @@ class LocalStack:
                 for key, value in props.get("DefinitionSubstitutions", {}).items()
             }
             definition = substitute(json.dumps(props["Definition"]), substitutions)
+            self._definitions[logical_id] = definition
             arn = sfn.create_state_machine(
                 name=name,
                 definition=definition,
