@@ -174,7 +174,10 @@ def test_seventy_thousand_files_in_many_units(
         with zipfile.ZipFile(archive) as opened:
             assert len(opened.infolist()) > 65_535  # more than the classic count field holds: Zip64
     assert check_with_real_tools(archive, archive_format.value, names, tmp_path) >= 2
-    round_trip(stack, api_url, archive.read_bytes(), archive_format, tmp_path)
+    if archive_format is ArchiveFormat.ZIP:
+        # One format in CI (the two run side by side; a second round trip would put CI past its time):
+        # both passed here (docs/scaling.md, "Importing"), and both are round-tripped on the example.
+        round_trip(stack, api_url, archive.read_bytes(), archive_format, tmp_path)
 
 
 def round_trip(stack: Any, api_url: str, data: bytes, archive_format: ArchiveFormat, tmp_path: Path) -> None:

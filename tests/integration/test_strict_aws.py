@@ -23,6 +23,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from data_export_cli import strict_aws
+from data_export_cli.lambda_service import enable_stepfunctions_execution
 from data_export_cli.strict_aws import Denial, Grant
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.server import ThreadedMotoServer
@@ -237,6 +238,9 @@ def _world_resources() -> Iterator[World]:
     enforced, on_denied, on_allowed = strict_aws.current()
     try:
         strict_aws.enforce(False)
+        # moto keeps state machines in another backend once executions run (a setting of the process, which
+        # a local stack started later in this pytest turns on): create them where they will be looked for.
+        enable_stepfunctions_execution(world.endpoint)
         _create_resources(world)
     finally:
         strict_aws.install(on_denied, on_allowed)
