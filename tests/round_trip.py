@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -177,3 +178,19 @@ def staged_import(
     )
     wiring.import_runner().imports.create(job)
     return job
+
+
+ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
+# The example organization's records of the imported sections.
+ACME_COUNTS = {"brands": 2, "products": 4, "offers": 3, "locations": 2}
+
+
+def empty_organization(stack: Any, folder: Path, name: str = "Empty") -> tuple[str, str]:
+    """A new organization with its profile, one owner and one csb key, and nothing else: (its id, the key)."""
+    from tests.security.helpers import new_key, organization, seed
+
+    key = new_key()
+    target = organization(name, key)
+    folder.mkdir(parents=True, exist_ok=True)
+    seed(stack, folder, target)
+    return target["organization"]["id"], key

@@ -29,10 +29,9 @@ from tests.e2e.proxy import (  # its `proxy` fixture: a recording proxy for the 
     proxy_fixture,  # noqa: F401
     run_cli,
 )
-from tests.round_trip import IMPORT_BASE, comparable, records_of
-from tests.security.helpers import export, new_key, organization, seed
+from tests.round_trip import ACME_KEY, IMPORT_BASE, comparable, empty_organization, records_of
+from tests.security.helpers import export
 
-ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
 DATA_SECTIONS = ("brands", "products", "offers", "locations")
 
 
@@ -46,15 +45,6 @@ def run_as_user(
 ) -> subprocess.CompletedProcess[str]:
     """The installed command with `key` and `api_url` in its environment, output captured."""
     return run_cli(args, proxy, **as_user(api_url, key))
-
-
-def empty_organization(stack: Any, folder: Path, name: str) -> tuple[str, str]:
-    """An organization with its profile, one owner and one csb key, and nothing else."""
-    key = new_key()
-    target = organization(name, key)
-    folder.mkdir(parents=True, exist_ok=True)
-    seed(stack, folder, target)
-    return target["organization"]["id"], key
 
 
 @pytest.fixture(scope="module")

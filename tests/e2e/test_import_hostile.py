@@ -35,8 +35,11 @@ from tests.archive_checks import ACME, archive_files
 from tests.e2e.client import call
 from tests.iam_guard import function_denials
 from tests.round_trip import (
+    ACME_COUNTS,
+    ACME_KEY,
     IMPORT_BASE,
     create_import,
+    empty_organization,
     import_archive,
     records_of,
     sections,
@@ -44,10 +47,8 @@ from tests.round_trip import (
     upload,
     wait_for_import,
 )
-from tests.security.helpers import export, new_key, organization, seed
+from tests.security.helpers import export
 
-ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
-ACME_COUNTS = {"brands": 2, "products": 4, "offers": 3, "locations": 2}
 FORMATS = ("zip", "tar.gz")
 # Records of the example (../shared/spec/example-org.yaml) that the cases break.
 PLAIN_BRAND = "JwCCvmAqZ583VxRmfiUTdq"  # no logo; the brand of the kettle and the grinder
@@ -228,13 +229,6 @@ REFUSALS = {
 }
 
 
-def empty_organization(stack: Any, tmp_path: Path) -> tuple[str, str]:
-    key = new_key()
-    target = organization("Target", key)
-    seed(stack, tmp_path, target)
-    return target["organization"]["id"], key
-
-
 def assert_nothing_written(stack: Any, api_url: str, organization_id: str, key: str, fmt: str) -> None:
     _, after = export(api_url, organization_id, key, fmt)
     records = records_of(archive_files(after, fmt))
@@ -253,7 +247,7 @@ def test_hostile_archive_is_refused_and_nothing_is_written(
     stack: Any, api_url: str, tmp_path: Path, acme: dict[str, bytes], case: str, archive_format: str
 ) -> None:
     refusal = REFUSALS[case]
-    target, key = empty_organization(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Target")
     job = import_archive(api_url, target, key, refusal.hostile(archive_format, acme[archive_format]))
     ImportJobResponse.model_validate(job)
     assert (job["status"], job["error_code"], job["error"]) == ("failed", "archive_refused", REFUSED), job
@@ -319,7 +313,7 @@ def test_invalid_records_fail_the_whole_import_and_nothing_is_written(
     stack: Any, api_url: str, tmp_path: Path, acme: dict[str, bytes], case: str, archive_format: str
 ) -> None:
     hostile, expected = INVALID_CASES[case]
-    target, key = empty_organization(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Target")
     job = import_archive(api_url, target, key, hostile(archive_format, acme[archive_format]))
     ImportJobResponse.model_validate(job)
     assert (job["status"], job["error_code"], job["error"]) == ("failed", "archive_invalid", INVALID), job
@@ -429,7 +423,7 @@ def test_cancel_while_running_then_import_again(
     without a refused call or a write, and a new import of the same archive completes."""
     denials_before = {id(denial) for denial in stack.denials}
     data = acme[archive_format]
-    target, key = empty_organization(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Target")
     job = create_import(api_url, target, key, len(data))
     import_id = job["import_id"]
     upload(job, data)
@@ -478,7 +472,7 @@ def test_dry_run_then_import_now_on_the_same_import(
     stack: Any, api_url: str, tmp_path: Path, acme: dict[str, bytes], archive_format: str
 ) -> None:
     data = acme[archive_format]
-    target, key = empty_organization(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Target")
     job = create_import(api_url, target, key, len(data))
     import_id = job["import_id"]
     upload(job, data)

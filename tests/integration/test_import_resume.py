@@ -14,11 +14,16 @@ from data_export.models import ImportErrorCode, ImportStatus
 
 from tests.archive_checks import ACME, archive_files
 from tests.credentials import as_function
-from tests.round_trip import comparable, staged_import, start_import, wait_for_import
-from tests.security.helpers import export, new_key, organization, seed
-
-ACME_KEY = "csb_uUFH9C2jfqBbHIJKFd8BgEs09C8twYBo_b5b88299"
-ACME_COUNTS = {"brands": 2, "products": 4, "offers": 3, "locations": 2}
+from tests.round_trip import (
+    ACME_COUNTS,
+    ACME_KEY,
+    comparable,
+    empty_organization,
+    staged_import,
+    start_import,
+    wait_for_import,
+)
+from tests.security.helpers import export
 
 
 @pytest.fixture(scope="module")
@@ -26,19 +31,12 @@ def acme_zip(api_url: str) -> bytes:
     return export(api_url, ACME, ACME_KEY, "zip")[1]
 
 
-def empty_target(stack: Any, tmp_path: Path) -> tuple[str, str]:
-    key = new_key()
-    target = organization("Resumed", key)
-    seed(stack, tmp_path, target)
-    return target["organization"]["id"], key
-
-
 def test_an_apply_short_of_time_goes_on_in_later_steps(
     stack: Any, api_url: str, tmp_path: Path, acme_zip: bytes
 ) -> None:
     """With no time to spare, each apply step does one checkpoint's worth and says it is not done; the
     steps together import exactly what one would."""
-    target, key = empty_target(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Resumed")
     import_id, run_id = new_id(), new_id()
     staged_import(stack, target, import_id, run_id, acme_zip, "copy")
     runner = wiring.import_runner()
@@ -65,7 +63,7 @@ def test_a_failed_apply_resumes_from_its_checkpoint(
 ) -> None:
     """The store fails for good in the middle of the records: the run fails the import (import_failed), a
     start resumes it without verifying and planning again, and it completes with every record once."""
-    target, key = empty_target(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Resumed")
     import_id, run_id = new_id(), new_id()
     staged_import(stack, target, import_id, run_id, acme_zip, "copy")
     runner = wiring.import_runner()
@@ -98,7 +96,6 @@ def test_a_failed_apply_resumes_from_its_checkpoint(
     assert reply.status == 200, reply.body
     resumed = wait_for_import(api_url, target, import_id, key)
     assert resumed["status"] == "completed", resumed
-    assert resumed["_statuses_seen"][0] in ("validating", "importing")
     report = {s["key"]: s for s in resumed["sections"]}
     # Resumed from the checkpoint after brands: nothing before it was written twice or counted again.
     assert {name: report[name]["created"] for name in ACME_COUNTS} == ACME_COUNTS
@@ -118,7 +115,7 @@ def test_a_run_that_fails_for_good_fails_its_import_and_a_start_resumes_it(
     from tests.credentials import as_admin
     from tests.round_trip import create_import, upload
 
-    target, key = empty_target(stack, tmp_path)
+    target, key = empty_organization(stack, tmp_path, "Resumed")
     assets = get_settings().assets_bucket
     refused: list[int] = []
 
