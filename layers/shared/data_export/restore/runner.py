@@ -25,9 +25,16 @@ from data_export.models import (
     ArchiveProblem,
     ImportErrorCode,
     ImportMode,
+    ImportSectionReport,
     ImportStatus,
 )
-from data_export.restore.plan import ARCHIVE_SECTIONS, ImportPlan, PlannedRecord, plan_import
+from data_export.restore.plan import (
+    ARCHIVE_SECTIONS,
+    ImportPlan,
+    PlannedBinary,
+    PlannedRecord,
+    plan_import,
+)
 from data_export.restore.service import IMPORT_FAILURES, archive_key, plan_key
 from data_export.storage.imports import ImportJob, ImportJobRepository
 
@@ -64,7 +71,7 @@ class ImportRunner:
         if not job.dry_run and job.cursor > 0:  # a failed apply started again: same archive, same plan
             plan = self._plan(job)
             if plan is not None and plan.archive_etag == job.archive_etag:
-                return self._to_apply(job, plan)
+                return self._to_apply(job)
         from data_export.restore.archive import ArchiveRefused, detect_format, scan_archive
 
         assert job.archive_etag is not None
@@ -100,33 +107,34 @@ class ImportRunner:
             "format_version": plan.format_version,
             "source_organization_id": plan.source_organization_id or None,
             "source_job_id": plan.source_job_id,
-            "sections": _reports(plan),
+            "sections": _section_items(plan.sections),
             "binaries_total": len(plan.binaries),
             "bytes_total": plan.bytes_total,
             "records_total": len(plan.records),
         }
-        if plan.problems and any(problem.code == "wrong_organization" for problem in plan.problems):
-            self.imports.update(job, described, statuses=[ImportStatus.VALIDATING], run_id=run_id)
-            return self._refuse(job, plan.problems, ImportErrorCode.ARCHIVE_REFUSED)
         if plan.problems or plan.invalid_count:
+            # A restore into another organization refuses the archive whole; anything else is its records.
+            wrong = any(problem.code == "wrong_organization" for problem in plan.problems)
+            code = ImportErrorCode.ARCHIVE_REFUSED if wrong else ImportErrorCode.ARCHIVE_INVALID
             self.imports.update(job, described, statuses=[ImportStatus.VALIDATING], run_id=run_id)
-            return self._refuse(job, plan.problems, ImportErrorCode.ARCHIVE_INVALID)
+            return self._refuse(job, plan.problems, code)
         if job.dry_run:
             described |= {"status": ImportStatus.COMPLETED.value, "completed_at": _now()}
             if self.imports.update(job, described, statuses=[ImportStatus.VALIDATING], run_id=run_id):
                 self._announce(job)
             return False
         self.archives.put_json(plan_key(organization_id, import_id), plan.to_json())
-        if not self.imports.update(job, described, statuses=[ImportStatus.VALIDATING], run_id=run_id):
+        if not self._to_apply(job, described):
             # Canceled while planning: the cancel may have deleted the folder before the plan was written.
             self.archives.delete(plan_key(organization_id, import_id))
             return False
-        return self._to_apply(job, plan)
+        return True
 
-    def _to_apply(self, job: ImportJob, plan: ImportPlan) -> bool:
+    def _to_apply(self, job: ImportJob, described: dict[str, Any] | None = None) -> bool:
+        """The import goes on to its apply (with what the plan says of it, when just planned)."""
         return self.imports.update(
             job,
-            {"status": ImportStatus.IMPORTING.value, "applied_from": _now()},
+            {**(described or {}), "status": ImportStatus.IMPORTING.value, "applied_from": _now()},
             statuses=[ImportStatus.VALIDATING],
             run_id=job.run_id,
         )
@@ -198,13 +206,10 @@ class ImportRunner:
                     self.target.put_object(binary.key, reader, binary.size)
                 progress.binary_done(binary)
                 if len(in_flight) >= 2 * UPLOADS_IN_FLIGHT or progress.due() or progress.short_of_time():
-                    for future in in_flight:
-                        future.result()
-                    in_flight.clear()
+                    _wait_for(in_flight)
                     if not progress.checkpoint():
                         return False
-            for future in in_flight:
-                future.result()
+            _wait_for(in_flight)
         return progress.checkpoint(force=True)
 
     def _apply_records(self, job: ImportJob, plan: ImportPlan, progress: _Progress) -> bool:
@@ -240,7 +245,7 @@ class ImportRunner:
                         batch,
                     )
                 for planned, created in zip(batch, written, strict=True):
-                    progress.record_done(planned.section, created)
+                    progress.record_done(planned, created)
                 # After every batch: a failed run resumes after the last whole batch, counting none twice.
                 if not progress.checkpoint(force=True) and (progress.stopped or index < len(records)):
                     return False  # the last batch written, the import is finished even with no time left
@@ -306,7 +311,7 @@ class _Progress:
     def __init__(
         self, runner: ImportRunner, job: ImportJob, plan: ImportPlan, seconds_left: Callable[[], float]
     ) -> None:
-        self.runner, self.job, self.plan, self.seconds_left = runner, job, plan, seconds_left
+        self.runner, self.job, self.seconds_left = runner, job, seconds_left
         self.cursor = job.cursor
         self.sections = {report.key: report for report in job.sections} or dict(plan.sections)
         self.binaries_done, self.bytes_done, self.records_done = (
@@ -318,18 +323,17 @@ class _Progress:
         self.last = time.monotonic()
         self.stopped = False  # the run lost the job (canceled): nothing more to do
 
-    def binary_done(self, binary: Any) -> None:
+    def binary_done(self, binary: PlannedBinary) -> None:
         self.cursor += 1
         self.binaries_done += 1
         self.bytes_done += binary.size
         self.sections[binary.section].binaries_restored += 1
         self.items_since += 1
 
-    def record_done(self, section: str, created: bool) -> None:
+    def record_done(self, planned: PlannedRecord, created: bool) -> None:
         self.cursor += 1
         self.records_done += 1
-        report = self.sections[section]
-        planned = self.plan.records[self.cursor - 1 - len(self.plan.binaries)]
+        report = self.sections[planned.section]
         if not created:
             report.skipped_existing += 1  # created meanwhile (by someone else, or before a checkpoint)
         elif not planned.replaces:
@@ -348,9 +352,7 @@ class _Progress:
             "binaries_done": self.binaries_done,
             "bytes_done": self.bytes_done,
             "records_done": self.records_done,
-            "sections": [
-                self.sections[key].model_dump(mode="json") for key in ARCHIVE_SECTIONS if key in self.sections
-            ],
+            "sections": _section_items(self.sections),
         }
 
     def checkpoint(self, force: bool = False) -> bool:
@@ -366,8 +368,16 @@ class _Progress:
         return not self.short_of_time()
 
 
-def _reports(plan: ImportPlan) -> list[dict[str, Any]]:
-    return [plan.sections[key].model_dump(mode="json") for key in ARCHIVE_SECTIONS if key in plan.sections]
+def _section_items(sections: dict[str, ImportSectionReport]) -> list[dict[str, Any]]:
+    """The job's ``sections``, in archive order."""
+    return [sections[key].model_dump(mode="json") for key in ARCHIVE_SECTIONS if key in sections]
+
+
+def _wait_for(uploads: list[Future[None]]) -> None:
+    """Every upload in flight done (raising the first failure), the list emptied."""
+    for future in uploads:
+        future.result()
+    uploads.clear()
 
 
 def _now() -> str:
