@@ -208,7 +208,7 @@ def upload_signer() -> DownloadSigner:
 
 @cache
 def import_service() -> ImportService:
-    from data_export.restore.service import ImportService, ImportSettings
+    from data_export.restore.service import ImportService
     from data_export.storage.imports import ImportJobRepository
     from data_export.storage.uploads import UploadedArchives
 
@@ -219,15 +219,7 @@ def import_service() -> ImportService:
         archives=UploadedArchives(client("s3"), settings.exports_bucket),
         signer=upload_signer(),
         stepfunctions=client("stepfunctions"),
-        settings=ImportSettings(
-            imports_table=settings.imports_table,
-            exports_bucket=settings.exports_bucket,
-            state_machine_arn=settings.import_state_machine_arn,
-            upload_url_ttl_seconds=settings.download_url_ttl_seconds,
-            retention_days=settings.job_retention_days,
-            single_put_max_bytes=settings.import_single_put_max_bytes,
-            min_part_bytes=settings.import_part_size_bytes,
-        ),
+        settings=settings,
     )
 
 

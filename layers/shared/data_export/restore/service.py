@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -28,17 +27,18 @@ from data_export.models import (
 from data_export.storage.imports import ImportJob, ImportJobRepository, expires_ttl
 from data_export.storage.uploads import (
     MAX_ARCHIVE_BYTES,
-    MIN_PART_BYTES,
-    SINGLE_PUT_MAX_BYTES,
     ArchiveNotUploadedError,
     UploadedArchives,
     import_prefix,
+    missing_parts,
+    part_layout,
     part_size_for,
 )
 
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
+    from data_export.settings import Settings
     from data_export.storage.signing import DownloadSigner
 
 # What a client is told of a failed import: a fixed sentence per code, never an internal error's text.
@@ -53,17 +53,6 @@ IMPORT_FAILURES = {
 RUNNING = (ImportStatus.VALIDATING, ImportStatus.IMPORTING)
 # Started again: a pending import, a completed dry run, or a failed one whose archive was not at fault.
 RESTARTABLE_FAILURES = (ImportErrorCode.IMPORT_FAILED, ImportErrorCode.TIMED_OUT)
-
-
-@dataclass(frozen=True)
-class ImportSettings:
-    imports_table: str
-    exports_bucket: str
-    state_machine_arn: str
-    upload_url_ttl_seconds: int = 3600
-    retention_days: int = 7
-    single_put_max_bytes: int = SINGLE_PUT_MAX_BYTES
-    min_part_bytes: int = MIN_PART_BYTES
 
 
 def archive_key(organization_id: str, import_id: str) -> str:
@@ -82,7 +71,7 @@ class ImportService:
         archives: UploadedArchives,
         signer: DownloadSigner,
         stepfunctions: SFNClient,
-        settings: ImportSettings,
+        settings: Settings,
         on_finished: Callable[[ImportJob], None] | None = None,
     ) -> None:
         self.on_finished = on_finished  # told of an import a cancel finished (Import Failed)
@@ -110,10 +99,10 @@ class ImportService:
             size_bytes=size_bytes,
             object_key=key,
             created_at=now,
-            expires_ttl=expires_ttl(now, self.settings.retention_days),
+            expires_ttl=expires_ttl(now, self.settings.job_retention_days),
         )
-        if size_bytes > self.settings.single_put_max_bytes:
-            job.part_size_bytes = part_size_for(size_bytes, self.settings.min_part_bytes)
+        if size_bytes > self.settings.import_single_put_max_bytes:
+            job.part_size_bytes = part_size_for(size_bytes, self.settings.import_part_size_bytes)
             job.upload_id = self.archives.create_multipart(key)
         self.imports.create(job)
         return job, self.upload_target(job, now)
@@ -123,8 +112,8 @@ class ImportService:
         if job.status is not ImportStatus.PENDING:
             raise ConflictError("This import is no longer waiting for its upload", "not_pending")
         now = now or datetime.now(UTC)
-        signing = self.signer.signing(now, self.settings.upload_url_ttl_seconds)
-        lifetime = self.settings.upload_url_ttl_seconds
+        signing = self.signer.signing(now, self.settings.download_url_ttl_seconds)
+        lifetime = self.settings.download_url_ttl_seconds
         expires_at = now + timedelta(seconds=lifetime)
         if signing.expires_at is not None and signing.expires_at < expires_at:
             expires_at = signing.expires_at
@@ -135,19 +124,23 @@ class ImportService:
             return UploadTarget(
                 size_bytes=job.size_bytes, url=url, expires_at=expires_at.replace(microsecond=0)
             )
-        part_size = job.part_size_bytes or part_size_for(job.size_bytes, self.settings.min_part_bytes)
-        uploaded = self.archives.uploaded_parts(job.object_key, job.upload_id)
-        parts, done = [], []
-        for number in range(1, -(-job.size_bytes // part_size) + 1):
-            offset = (number - 1) * part_size
-            size = min(part_size, job.size_bytes - offset)
-            if uploaded.get(number, {}).get("Size") == size:
-                done.append(number)
-                continue
-            url = self.archives.presign_part(
-                signing.s3, bucket, job.object_key, job.upload_id, number, lifetime
+        assert job.part_size_bytes is not None  # set with upload_id
+        part_size = job.part_size_bytes
+        layout = part_layout(job.size_bytes, part_size)
+        missing = set(missing_parts(layout, self.archives.uploaded_parts(job.object_key, job.upload_id)))
+        done = [number for number, _, _ in layout if number not in missing]
+        parts = [
+            UploadPart(
+                part_number=number,
+                offset=offset,
+                size_bytes=size,
+                url=self.archives.presign_part(
+                    signing.s3, bucket, job.object_key, job.upload_id, number, lifetime
+                ),
             )
-            parts.append(UploadPart(part_number=number, offset=offset, size_bytes=size, url=url))
+            for number, offset, size in layout
+            if number in missing
+        ]
         return UploadTarget(
             size_bytes=job.size_bytes,
             part_size_bytes=part_size,
@@ -178,10 +171,9 @@ class ImportService:
                 "not_restartable",
             )
         if job.upload_id is not None:
+            assert job.part_size_bytes is not None  # set with upload_id
             try:
-                self.archives.complete(
-                    job.object_key, job.upload_id, job.size_bytes, job.part_size_bytes or 0
-                )
+                self.archives.complete(job.object_key, job.upload_id, job.size_bytes, job.part_size_bytes)
             except ArchiveNotUploadedError as error:
                 missing = error.missing_parts
                 raise ConflictError(
@@ -219,7 +211,7 @@ class ImportService:
         payload = {"organization_id": organization_id, "import_id": import_id, "run_id": run_id}
         try:
             self.stepfunctions.start_execution(
-                stateMachineArn=self.settings.state_machine_arn, name=run_id, input=json.dumps(payload)
+                stateMachineArn=self.settings.import_state_machine_arn, name=run_id, input=json.dumps(payload)
             )
         except Exception:
             self.imports.update(
@@ -267,7 +259,7 @@ class ImportService:
     def _stop(self, run_id: str) -> None:
         from botocore.exceptions import ClientError
 
-        arn = self.settings.state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
+        arn = self.settings.import_state_machine_arn.replace(":stateMachine:", ":execution:") + f":{run_id}"
         try:
             self.stepfunctions.stop_execution(executionArn=arn, cause="canceled")
         except ClientError as error:  # already ended: nothing to stop

@@ -39,6 +39,19 @@ def part_size_for(size_bytes: int, min_part_bytes: int = MIN_PART_BYTES) -> int:
     return max(min_part_bytes, -(-needed // MIB) * MIB)
 
 
+def part_layout(size_bytes: int, part_size: int) -> list[tuple[int, int, int]]:
+    """The parts of a multipart upload: (part number, offset, size), every part but the last full."""
+    return [
+        (number, offset, min(part_size, size_bytes - offset))
+        for number, offset in enumerate(range(0, size_bytes, part_size), start=1)
+    ]
+
+
+def missing_parts(layout: list[tuple[int, int, int]], uploaded: dict[int, dict[str, Any]]) -> list[int]:
+    """The part numbers of ``layout`` that S3 lacks, or holds with another size."""
+    return [number for number, _, size in layout if uploaded.get(number, {}).get("Size") != size]
+
+
 class ArchiveNotUploadedError(Exception):
     """The archive is not (wholly) in S3: parts are missing, or its size is not the one declared."""
 
@@ -92,12 +105,9 @@ class UploadedArchives:
     def complete(self, key: str, upload_id: str, size_bytes: int, part_size: int) -> None:
         """Complete the multipart upload once every part is there with its expected size."""
         parts = self.uploaded_parts(key, upload_id)
-        count = -(-size_bytes // part_size)
-        missing = [
-            number
-            for number in range(1, count + 1)
-            if parts.get(number, {}).get("Size") != min(part_size, size_bytes - (number - 1) * part_size)
-        ]
+        layout = part_layout(size_bytes, part_size)
+        count = len(layout)
+        missing = missing_parts(layout, parts)
         if missing or len(parts) != count:
             raise ArchiveNotUploadedError(
                 f"{len(missing)} of {count} parts are missing or of the wrong size", missing
