@@ -6,9 +6,12 @@ import base64
 import binascii
 import json
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -59,3 +62,24 @@ def decode_page_token(token: str, organization_id: str, id_name: str) -> dict[st
     ):
         raise InvalidRequestError(malformed)
     return {name: {"S": value} for name, value in plain.items()}
+
+
+def newest_first(
+    client: DynamoDBClient, table: str, organization_id: str, limit: int, start_key: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of an organization's items by the table's by_created_at index, newest first (the export
+    jobs and the import jobs), and the key to continue from (or None)."""
+    from data_export.storage.layout import JOBS_BY_CREATED_AT_INDEX
+
+    request: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": JOBS_BY_CREATED_AT_INDEX,
+        "KeyConditionExpression": "organization_id = :org",
+        "ExpressionAttributeValues": {":org": {"S": organization_id}},
+        "ScanIndexForward": False,
+        "Limit": limit,
+    }
+    if start_key:
+        request["ExclusiveStartKey"] = start_key
+    response = client.query(**request)
+    return [from_item(item) for item in response["Items"]], response.get("LastEvaluatedKey")

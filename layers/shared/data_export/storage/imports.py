@@ -19,8 +19,13 @@ from data_export.models import (
     ImportSectionReport,
     ImportStatus,
 )
-from data_export.storage.dynamo import decode_page_token, encode_page_token, from_item, to_item
-from data_export.storage.layout import JOBS_BY_CREATED_AT_INDEX
+from data_export.storage.dynamo import (
+    decode_page_token,
+    encode_page_token,
+    from_item,
+    newest_first,
+    to_item,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -137,20 +142,10 @@ class ImportJobRepository:
         self, organization_id: str, limit: int, next_token: str | None
     ) -> tuple[list[ImportJob], str | None]:
         """The organization's imports, newest first, a page at a time."""
-        request: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": JOBS_BY_CREATED_AT_INDEX,
-            "KeyConditionExpression": "organization_id = :org",
-            "ExpressionAttributeValues": {":org": {"S": organization_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if next_token:
-            request["ExclusiveStartKey"] = decode_page_token(next_token, organization_id, "import_id")
-        response = self._client.query(**request)
-        jobs = [ImportJob.model_validate(from_item(item)) for item in response["Items"]]
-        last = response.get("LastEvaluatedKey")
-        return jobs, encode_page_token(last) if last else None
+        start_key = decode_page_token(next_token, organization_id, "import_id") if next_token else None
+        items, last_key = newest_first(self._client, self._table, organization_id, limit, start_key)
+        jobs = [ImportJob.model_validate(item) for item in items]
+        return jobs, encode_page_token(last_key) if last_key else None
 
 
 def expires_ttl(created_at: datetime, days: int) -> int:

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from data_export.errors import failure_message
 from data_export.jobs import OPEN_MARKER, Job
 from data_export.models import ErrorCode, JobStatus, SectionReport
-from data_export.storage.dynamo import from_item, to_item
-from data_export.storage.layout import JOBS_BY_CREATED_AT_INDEX, JOBS_OPEN_INDEX
+from data_export.storage.dynamo import from_item, newest_first, to_item
+from data_export.storage.layout import JOBS_OPEN_INDEX
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -262,19 +262,8 @@ class JobRepository:
         self, organization_id: str, *, limit: int, start_key: dict[str, Any] | None = None
     ) -> tuple[list[Job], dict[str, Any] | None]:
         """One page of the organization's jobs, newest first, and the key to continue from (or None)."""
-        params: dict[str, Any] = {
-            "TableName": self._table,
-            "IndexName": JOBS_BY_CREATED_AT_INDEX,
-            "KeyConditionExpression": "organization_id = :org",
-            "ExpressionAttributeValues": {":org": {"S": organization_id}},
-            "ScanIndexForward": False,
-            "Limit": limit,
-        }
-        if start_key:
-            params["ExclusiveStartKey"] = start_key
-        response = self._client.query(**params)
-        jobs = [Job.model_validate(from_item(item)) for item in response["Items"]]
-        return jobs, response.get("LastEvaluatedKey")
+        items, last_key = newest_first(self._client, self._table, organization_id, limit, start_key)
+        return [Job.model_validate(item) for item in items], last_key
 
     def count_unit(
         self,
